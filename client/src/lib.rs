@@ -1,0 +1,1 @@
+//! VexFS client library.

@@ -1,0 +1,1 @@
+//! B-tree algorithms over the page store (in progress).
