@@ -1,1 +1,5 @@
-//! VexFS client library.
+//! The VexFS client library: volume tools (`mkfs`, `fsck`) today; the query-socket client joins
+//! it in later work.
+#![deny(missing_docs)]
+
+pub mod volume;
