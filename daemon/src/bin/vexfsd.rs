@@ -1,1 +1,114 @@
-fn main() {}
+//! `vexfsd`: serves a VexFS volume from a block device or image file through a FUSE mount.
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{Context, Result};
+use clap::Parser;
+use vexfs_daemon::engine::{Engine, EngineOptions, SystemClock, CACHE_BYTES_MIN};
+use vexfs_daemon::fuse::mount::{self, MountOptions};
+use vexfs_daemon::fuse::ops::FuseDoor;
+use vexfs_daemon::fuse::session::{Session, SessionConfig};
+use vexfs_daemon::io::{Arena, Device, DeviceOptions, UringStorage};
+
+#[derive(Parser, Debug)]
+#[command(name = "vexfsd", version, about = "Serve a VexFS volume through a FUSE mount")]
+struct Args {
+    /// Block device or image file holding the volume (made with `vexfs mkfs`).
+    #[arg(long)]
+    device: PathBuf,
+    /// Directory to mount the file system on.
+    #[arg(long)]
+    mount: PathBuf,
+    /// Memory for the metadata cache, e.g. 256M (at least 16M).
+    #[arg(long, default_value = "256M", value_parser = parse_size)]
+    cache_size: u64,
+    /// FUSE worker threads (default: the number of CPUs, at least 2).
+    #[arg(long)]
+    threads: Option<usize>,
+    /// Commit metadata at least this often, in milliseconds.
+    #[arg(long, default_value_t = 5000)]
+    commit_interval_ms: u64,
+    /// Write through to the daemon on every write() instead of caching in the kernel.
+    #[arg(long)]
+    no_writeback_cache: bool,
+}
+
+fn parse_size(text: &str) -> Result<u64, String> {
+    vexfs_client_size(text)
+}
+
+/// Sizes as `vexfs mkfs` takes them (K, M, G, T suffixes).
+fn vexfs_client_size(text: &str) -> Result<u64, String> {
+    let text = text.trim();
+    let split = text.find(|c: char| !c.is_ascii_digit()).unwrap_or(text.len());
+    let (number, unit) = text.split_at(split);
+    let number: u64 = number.parse().map_err(|_| format!("invalid size {text:?}"))?;
+    let shift = match unit.to_ascii_uppercase().trim_end_matches("IB").trim_end_matches('B') {
+        "" => 0,
+        "K" => 10,
+        "M" => 20,
+        "G" => 30,
+        "T" => 40,
+        other => return Err(format!("invalid size unit {other:?}")),
+    };
+    number.checked_mul(1 << shift).ok_or_else(|| format!("size {text:?} is too large"))
+}
+
+fn main() -> ExitCode {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("VEXFS_LOG").unwrap_or_else(|_| "info".into());
+    tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).init();
+    let args = Args::parse();
+    match serve(&args) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("vexfsd: {error:#}");
+            ExitCode::from(1)
+        }
+    }
+}
+
+fn serve(args: &Args) -> Result<()> {
+    if (args.cache_size as usize) < CACHE_BYTES_MIN {
+        anyhow::bail!("--cache-size must be at least {} MiB", CACHE_BYTES_MIN >> 20);
+    }
+    let threads = args.threads.unwrap_or_else(|| std::thread::available_parallelism().map_or(2, |n| n.get()).max(2));
+    let device = Device::open(&args.device, &DeviceOptions::default())?;
+    // The arena backs the metadata cache plus each thread's staging buffers for data I/O.
+    let arena_bytes = args.cache_size as usize + (threads + 2) * (8 << 20) + (64 << 20);
+    let arena = Arena::new(arena_bytes).context("cannot allocate the I/O buffer arena")?;
+    let storage = UringStorage::new(device, arena).context("cannot set up io_uring")?;
+    let options = EngineOptions { cache_bytes: args.cache_size as usize, commit_interval: Duration::from_millis(args.commit_interval_ms.max(1)) };
+    let engine = Engine::open(storage, Arc::new(SystemClock), options).with_context(|| format!("{}", args.device.display()))?;
+    let mount_options = MountOptions { fsname: args.device.display().to_string(), ..MountOptions::default() };
+    let fd = mount::mount(&args.mount, &mount_options)?;
+    tracing::info!(device = %args.device.display(), mount = %args.mount.display(), threads, "serving");
+    let signals = watch_signals(&args.mount)?;
+    let door = Arc::new(FuseDoor::new(engine.handle()));
+    let config = SessionConfig { threads, writeback_cache: !args.no_writeback_cache, ..SessionConfig::default() };
+    let served = Session::run(fd, door, config);
+    signals.close();
+    let closed = engine.close();
+    served.context("FUSE session failed")?;
+    closed.context("flushing the volume at unmount failed")?;
+    tracing::info!("unmounted cleanly");
+    Ok(())
+}
+
+/// On SIGTERM or SIGINT, unmounts; the session then ends and the volume is closed cleanly.
+fn watch_signals(mountpoint: &Path) -> Result<signal_hook::iterator::Handle> {
+    let mut signals = signal_hook::iterator::Signals::new([signal_hook::consts::SIGTERM, signal_hook::consts::SIGINT])?;
+    let handle = signals.handle();
+    let mountpoint = mountpoint.to_path_buf();
+    std::thread::Builder::new().name("vexfs-signals".into()).spawn(move || {
+        if let Some(signal) = signals.forever().next() {
+            tracing::info!(signal, "unmounting");
+            if let Err(error) = mount::unmount(&mountpoint) {
+                tracing::error!(%error, "unmount failed");
+            }
+        }
+    })?;
+    Ok(handle)
+}

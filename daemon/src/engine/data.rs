@@ -1,0 +1,600 @@
+//! File data: read, write, truncate, fallocate, seek, and freeing unlinked inodes.
+//!
+//! A write never exposes blocks whose data is not on the device: new blocks are *reserved* (kept
+//! from other allocations, not yet in the bitmap), the data is written, and only then does one
+//! metadata operation claim them and insert the extents. A crash in between leaves the blocks free.
+//! Overwrites of allocated blocks go in place. Invariant: the bytes of a file's last block past
+//! the end of the file are zero on the device (truncate zeroes them), so growing a file never
+//! exposes old bytes.
+
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+
+use parking_lot::RwLock;
+use vexfs_format::inode::{file_type, InodeRecord, INODE_FLAG_ORPHAN};
+use vexfs_format::items::{Extent, EXTENT_BLOCKS_MAX, EXTENT_UNWRITTEN};
+use vexfs_format::key::{ItemKind, Key, ORPHAN_OBJECT};
+use vexfs_format::BLOCK_SIZE;
+
+use super::error::{EngineError, Result};
+use super::items as it;
+use super::meta::Tx;
+use super::EngineHandle;
+use crate::io::IoBuf;
+use crate::storage::{ReadOp, Storage, WriteOp};
+
+const BLOCK: u64 = BLOCK_SIZE as u64;
+/// The largest file: 2^50 bytes (1 PiB) keeps every block index and byte offset far from
+/// overflow.
+pub const FILE_SIZE_MAX: u64 = 1 << 50;
+/// Extents a single freeing step removes; bounds the blocks one operation dirties.
+const FREE_EXTENTS_STEP: usize = 48;
+/// Bytes one write or read moves per device batch.
+const CHUNK_BYTES: u64 = 1 << 20;
+
+/// fallocate modes (the Linux `FALLOC_FL_*` values).
+pub mod falloc {
+    pub const KEEP_SIZE: u32 = 0x01;
+    pub const PUNCH_HOLE: u32 = 0x02;
+    pub const ZERO_RANGE: u32 = 0x10;
+}
+
+/// A run of file blocks and where it lives.
+#[derive(Clone, Copy, Debug)]
+struct Piece {
+    file_block: u64,
+    count: u64,
+    place: Place,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Place {
+    /// Not mapped: reads as zeros.
+    Hole,
+    /// Mapped; `unwritten` extents read as zeros.
+    Mapped { start: u64, unwritten: bool },
+    /// Reserved for this write (not yet in the bitmap).
+    Reserved { start: u64 },
+}
+
+impl Piece {
+    fn device_block(&self, file_block: u64) -> Option<u64> {
+        match self.place {
+            Place::Hole => None,
+            Place::Mapped { start, .. } | Place::Reserved { start } => Some(start + (file_block - self.file_block)),
+        }
+    }
+
+    fn holds_data(&self) -> bool {
+        matches!(self.place, Place::Mapped { unwritten: false, .. })
+    }
+}
+
+/// Splits file blocks `first..first+count` into pieces from the extents that overlap them.
+fn pieces_of(first: u64, count: u64, extents: &[(u64, Extent)]) -> Vec<Piece> {
+    let end = first + count;
+    let mut pieces = Vec::new();
+    let mut cursor = first;
+    for &(offset, extent) in extents {
+        let extent_end = offset + u64::from(extent.length);
+        let start = offset.max(first);
+        if start > cursor {
+            pieces.push(Piece { file_block: cursor, count: start - cursor, place: Place::Hole });
+        }
+        let stop = extent_end.min(end);
+        if stop > start {
+            let device = extent.start + (start - offset);
+            pieces.push(Piece { file_block: start, count: stop - start, place: Place::Mapped { start: device, unwritten: extent.is_unwritten() } });
+        }
+        cursor = cursor.max(stop);
+    }
+    if cursor < end {
+        pieces.push(Piece { file_block: cursor, count: end - cursor, place: Place::Hole });
+    }
+    pieces
+}
+
+fn regular(record: &InodeRecord) -> Result<()> {
+    match record.kind() {
+        file_type::REGULAR => Ok(()),
+        file_type::DIRECTORY => Err(EngineError::IsDir),
+        _ => Err(EngineError::Invalid("not a regular file")),
+    }
+}
+
+impl<S: Storage> EngineHandle<S> {
+    /// The lock that orders data operations on `ino`.
+    fn io_lock(&self, ino: u64) -> Arc<RwLock<()>> {
+        Arc::clone(&self.shared.inodes.lock().entry(ino).or_default().io)
+    }
+
+    /// Opens `ino`; `truncate` is O_TRUNC.
+    pub fn open(&self, ino: u64, truncate: bool) -> Result<()> {
+        let attr = self.getattr(ino)?;
+        if truncate && attr.record.kind() == file_type::REGULAR && attr.record.size > 0 {
+            self.setattr(ino, &super::SetAttr { size: Some(0), ..Default::default() })?;
+        }
+        Ok(())
+    }
+
+    /// Reads up to `size` bytes at `offset`. Returns a buffer and the range of it that holds the
+    /// bytes (empty at or past the end of the file).
+    pub fn read(&self, ino: u64, offset: u64, size: u32) -> Result<(IoBuf, std::ops::Range<usize>)> {
+        let lock = self.io_lock(ino);
+        let _guard = lock.read();
+        let size = u64::from(size).min(CHUNK_BYTES * 4);
+        let (record, pieces) = self.shared.run(|tx| {
+            let record = it::get_inode(tx, ino)?;
+            regular(&record)?;
+            if offset >= record.size || size == 0 {
+                return Ok((record, Vec::new()));
+            }
+            let end = (offset + size).min(record.size);
+            let first = offset / BLOCK;
+            let count = end.div_ceil(BLOCK) - first;
+            Ok((record, pieces_of(first, count, &it::extents(tx, ino, first, count)?)))
+        })?;
+        if pieces.is_empty() {
+            return Ok((self.shared.storage.alloc_buffer(BLOCK_SIZE), 0..0));
+        }
+        let end = (offset + size).min(record.size);
+        let first = offset / BLOCK;
+        let count = end.div_ceil(BLOCK) - first;
+        let mut buf = self.shared.storage.alloc_buffer((count * BLOCK) as usize);
+        self.fill(&mut buf, first, &pieces)?;
+        let skip = (offset - first * BLOCK) as usize;
+        Ok((buf, skip..skip + (end - offset) as usize))
+    }
+
+    /// Fills `buf` (blocks from `first`) from `pieces`: device reads for data, zeros elsewhere.
+    fn fill(&self, buf: &mut [u8], first: u64, pieces: &[Piece]) -> Result<()> {
+        let mut ops = Vec::new();
+        let mut rest: &mut [u8] = buf;
+        let mut cursor = first;
+        for piece in pieces {
+            let (head, tail) = std::mem::take(&mut rest).split_at_mut((piece.count * BLOCK) as usize);
+            rest = tail;
+            debug_assert_eq!(piece.file_block, cursor);
+            cursor += piece.count;
+            match (piece.holds_data(), piece.device_block(piece.file_block)) {
+                (true, Some(device)) => ops.push(ReadOp { offset: device * BLOCK, buf: head }),
+                _ => head.fill(0),
+            }
+        }
+        self.shared.storage.read_batch(&mut ops)?;
+        Ok(())
+    }
+
+    /// Writes `data` at `offset`; returns the bytes written.
+    pub fn write(&self, ino: u64, offset: u64, data: &[u8]) -> Result<usize> {
+        if data.is_empty() {
+            return Ok(0);
+        }
+        let end = offset.checked_add(data.len() as u64).ok_or(EngineError::FileTooBig)?;
+        if end > FILE_SIZE_MAX {
+            return Err(EngineError::FileTooBig);
+        }
+        let lock = self.io_lock(ino);
+        let _guard = lock.write();
+        let mut done = 0u64;
+        while done < data.len() as u64 {
+            let chunk_end = (offset + done + CHUNK_BYTES - (offset + done) % BLOCK).min(end);
+            let chunk = &data[done as usize..(chunk_end - offset) as usize];
+            self.write_chunk(ino, offset + done, chunk)?;
+            done = chunk_end - offset;
+        }
+        Ok(data.len())
+    }
+
+    /// One write of at most [`CHUNK_BYTES`]: plan, write the data, link the new blocks.
+    fn write_chunk(&self, ino: u64, offset: u64, data: &[u8]) -> Result<()> {
+        let end = offset + data.len() as u64;
+        let first = offset / BLOCK;
+        let count = end.div_ceil(BLOCK) - first;
+        let (old_size, pieces) = self.shared.run_retrying(|tx| plan_write(tx, ino, first, count, end))?;
+        let written = self.write_pieces(offset, data, old_size, &pieces);
+        let now = self.shared.now();
+        let linked = written.and_then(|()| self.shared.run(|tx| link_write(tx, ino, &pieces, end, now)));
+        if linked.is_err() {
+            self.cancel_reservations(&pieces);
+        }
+        linked?;
+        self.shared.data_unflushed.store(true, Ordering::Release);
+        Ok(())
+    }
+
+    fn cancel_reservations(&self, pieces: &[Piece]) {
+        let mut meta = self.shared.meta.lock();
+        for piece in pieces {
+            if let Place::Reserved { start } = piece.place {
+                meta.alloc.busy.remove(start, start + piece.count);
+            }
+        }
+    }
+
+    /// Builds the blocks of the write in a staging buffer (reading partial blocks that hold data)
+    /// and writes every piece to its device blocks in one batch.
+    fn write_pieces(&self, offset: u64, data: &[u8], old_size: u64, pieces: &[Piece]) -> Result<()> {
+        let first = pieces[0].file_block;
+        let count: u64 = pieces.iter().map(|p| p.count).sum();
+        let mut staging = self.shared.storage.alloc_buffer((count * BLOCK) as usize);
+        let head = offset - first * BLOCK;
+        let tail_end = head + data.len() as u64;
+        let partial_head = head != 0;
+        let partial_tail = tail_end % BLOCK != 0;
+        if partial_head || partial_tail {
+            self.load_partial(&mut staging, first, count, old_size, pieces, partial_head, partial_tail)?;
+        }
+        staging[head as usize..tail_end as usize].copy_from_slice(data);
+        let mut ops = Vec::with_capacity(pieces.len());
+        let mut at = 0usize;
+        for piece in pieces {
+            let len = (piece.count * BLOCK) as usize;
+            let device = piece.device_block(piece.file_block).expect("a planned write maps every block");
+            ops.push(WriteOp { offset: device * BLOCK, buf: &staging[at..at + len] });
+            at += len;
+        }
+        self.shared.storage.write_batch(&ops)?;
+        Ok(())
+    }
+
+    /// Reads the first and/or last block of a write that covers them only partly. Blocks without
+    /// data, or wholly past the old end of file, start as zeros.
+    #[allow(clippy::too_many_arguments)]
+    fn load_partial(&self, staging: &mut [u8], first: u64, count: u64, old_size: u64, pieces: &[Piece], head: bool, tail: bool) -> Result<()> {
+        let mut wanted = Vec::new();
+        if head {
+            wanted.push(first);
+        }
+        if tail && (!head || count > 1) {
+            wanted.push(first + count - 1);
+        }
+        for block in wanted {
+            let slot = ((block - first) * BLOCK) as usize;
+            let piece = pieces.iter().find(|p| (p.file_block..p.file_block + p.count).contains(&block)).expect("pieces cover the write");
+            let target = &mut staging[slot..slot + BLOCK_SIZE];
+            match piece.device_block(block) {
+                Some(device) if piece.holds_data() && block * BLOCK < old_size => {
+                    self.shared.storage.read_batch(&mut [ReadOp { offset: device * BLOCK, buf: target }])?;
+                }
+                _ => target.fill(0),
+            }
+        }
+        Ok(())
+    }
+
+    /// Changes the size of `ino`. Shrinking frees the blocks past the new end in bounded steps
+    /// and zeroes the rest of the new last block on the device.
+    pub fn truncate(&self, ino: u64, size: u64) -> Result<()> {
+        if size > FILE_SIZE_MAX {
+            return Err(EngineError::FileTooBig);
+        }
+        let lock = self.io_lock(ino);
+        let _guard = lock.write();
+        let record = self.getattr(ino)?.record;
+        regular(&record)?;
+        if size < record.size {
+            self.zero_block_tail(ino, size)?;
+        }
+        let now = self.shared.now();
+        let keep = size.div_ceil(BLOCK);
+        let free_from = if size < record.size { keep } else { record.size.div_ceil(BLOCK) };
+        // Growing: only written extents past the old end can be there (an interrupted truncate
+        // left them); preallocated ones stay.
+        let growing = size >= record.size;
+        let mut set_size = true;
+        loop {
+            let complete = self.shared.run(|tx| {
+                let mut record = it::get_inode(tx, ino)?;
+                if set_size {
+                    record.size = size;
+                    record.mtime = now;
+                    record.ctime = now;
+                }
+                let complete = free_range(tx, ino, &mut record, free_from, u64::MAX - free_from, growing)?;
+                it::put_inode(tx, ino, &record)?;
+                Ok(complete)
+            })?;
+            set_size = false;
+            if complete {
+                return Ok(());
+            }
+        }
+    }
+
+    /// Zeroes the bytes of the block holding `size` from `size` on, if that block holds data.
+    fn zero_block_tail(&self, ino: u64, size: u64) -> Result<()> {
+        if size % BLOCK == 0 {
+            return Ok(());
+        }
+        let block = size / BLOCK;
+        let pieces = self.shared.run(|tx| Ok(pieces_of(block, 1, &it::extents(tx, ino, block, 1)?)))?;
+        let piece = pieces[0];
+        let Some(device) = piece.device_block(block).filter(|_| piece.holds_data()) else { return Ok(()) };
+        let mut buf = self.shared.storage.alloc_buffer(BLOCK_SIZE);
+        self.shared.storage.read_batch(&mut [ReadOp { offset: device * BLOCK, buf: &mut buf[..] }])?;
+        buf[(size % BLOCK) as usize..].fill(0);
+        self.shared.storage.write_batch(&[WriteOp { offset: device * BLOCK, buf: &buf[..] }])?;
+        self.shared.data_unflushed.store(true, Ordering::Release);
+        Ok(())
+    }
+
+    /// fallocate: preallocate (mode 0 or KEEP_SIZE), punch a hole, or zero a range.
+    pub fn fallocate(&self, ino: u64, offset: u64, length: u64, mode: u32) -> Result<()> {
+        let end = offset.checked_add(length).ok_or(EngineError::FileTooBig)?;
+        if length == 0 {
+            return Err(EngineError::Invalid("fallocate length"));
+        }
+        if end > FILE_SIZE_MAX {
+            return Err(EngineError::FileTooBig);
+        }
+        let keep_size = mode & falloc::KEEP_SIZE != 0;
+        match mode & !falloc::KEEP_SIZE {
+            0 => self.preallocate(ino, offset, end, keep_size),
+            falloc::PUNCH_HOLE if keep_size => self.punch(ino, offset, end),
+            falloc::ZERO_RANGE => {
+                self.punch(ino, offset, end)?;
+                self.preallocate(ino, offset, end, keep_size)
+            }
+            _ => Err(EngineError::NotSupported),
+        }
+    }
+
+    fn preallocate(&self, ino: u64, offset: u64, end: u64, keep_size: bool) -> Result<()> {
+        let lock = self.io_lock(ino);
+        let _guard = lock.write();
+        let first = offset / BLOCK;
+        let last = end.div_ceil(BLOCK);
+        let now = self.shared.now();
+        let mut cursor = first;
+        while cursor < last {
+            cursor = self.shared.run_retrying(|tx| {
+                let mut record = it::get_inode(tx, ino)?;
+                regular(&record)?;
+                let next = allocate_unwritten(tx, ino, &mut record, cursor, last)?;
+                if next == last && !keep_size && end > record.size {
+                    record.size = end;
+                }
+                record.ctime = now;
+                it::put_inode(tx, ino, &record)?;
+                Ok(next)
+            })?;
+        }
+        if first == last && !keep_size {
+            self.shared.run(|tx| {
+                let mut record = it::get_inode(tx, ino)?;
+                record.size = record.size.max(end);
+                it::put_inode(tx, ino, &record)
+            })?;
+        }
+        Ok(())
+    }
+
+    fn punch(&self, ino: u64, offset: u64, end: u64) -> Result<()> {
+        let record = self.getattr(ino)?.record;
+        regular(&record)?;
+        let end = end.min(record.size.max(offset));
+        if end <= offset {
+            return Ok(());
+        }
+        let first_full = offset.div_ceil(BLOCK);
+        let last_full = end / BLOCK;
+        // Partial blocks at the edges are zeroed by writing zeros; whole blocks are unmapped.
+        let head_end = (first_full * BLOCK).min(end);
+        if head_end > offset {
+            self.write(ino, offset, &vec![0u8; (head_end - offset) as usize])?;
+        }
+        if end > last_full * BLOCK && last_full * BLOCK >= head_end {
+            self.write(ino, last_full * BLOCK, &vec![0u8; (end - last_full * BLOCK) as usize])?;
+        }
+        if last_full <= first_full {
+            return Ok(());
+        }
+        let lock = self.io_lock(ino);
+        let _guard = lock.write();
+        let now = self.shared.now();
+        loop {
+            let complete = self.shared.run(|tx| {
+                let mut record = it::get_inode(tx, ino)?;
+                let complete = free_range(tx, ino, &mut record, first_full, last_full - first_full, false)?;
+                record.mtime = now;
+                record.ctime = now;
+                it::put_inode(tx, ino, &record)?;
+                Ok(complete)
+            })?;
+            if complete {
+                return Ok(());
+            }
+        }
+    }
+
+    /// SEEK_DATA (3) and SEEK_HOLE (4). Unwritten extents count as holes.
+    pub fn lseek(&self, ino: u64, offset: u64, whence: u32) -> Result<u64> {
+        self.shared.run(|tx| {
+            let record = it::get_inode(tx, ino)?;
+            regular(&record)?;
+            if offset >= record.size {
+                return Err(EngineError::NoSuchOffset);
+            }
+            let first = offset / BLOCK;
+            let count = record.size.div_ceil(BLOCK) - first;
+            let pieces = pieces_of(first, count, &it::extents(tx, ino, first, count)?);
+            let found = pieces.iter().find(|p| p.holds_data() == (whence == 3));
+            match (whence, found) {
+                (3, Some(piece)) => Ok((piece.file_block * BLOCK).max(offset)),
+                (3, None) => Err(EngineError::NoSuchOffset),
+                (4, Some(piece)) => Ok((piece.file_block * BLOCK).max(offset).min(record.size)),
+                (4, None) => Ok(record.size),
+                _ => Err(EngineError::Invalid("lseek whence")),
+            }
+        })
+    }
+
+    /// Frees `ino` if it has no links left (it is on the orphan list), in bounded steps.
+    pub(super) fn free_if_orphan(&self, ino: u64) -> Result<()> {
+        loop {
+            let complete = self.shared.run(|tx| free_step(tx, ino))?;
+            if complete {
+                return Ok(());
+            }
+        }
+    }
+}
+
+impl<S: Storage> super::Shared<S> {
+    /// Frees every inode on the orphan list (at mount, nothing references them any more).
+    pub(super) fn free_orphans(self: &Arc<Self>) -> super::Result<()> {
+        let handle = EngineHandle { shared: Arc::clone(self) };
+        let orphans = self.run(|tx| it::keys_of(tx, ORPHAN_OBJECT, ItemKind::Orphan, usize::MAX))?;
+        for key in &orphans {
+            handle.free_if_orphan(key.offset)?;
+        }
+        if !orphans.is_empty() {
+            tracing::info!(count = orphans.len(), "freed orphaned inodes");
+        }
+        Ok(())
+    }
+}
+
+/// Plans a write of blocks `first..first+count` ending at byte `end`: maps existing blocks and
+/// reserves new ones for holes. Returns the size before the write and the pieces.
+fn plan_write<S: Storage>(tx: &mut Tx<'_, S>, ino: u64, first: u64, count: u64, end: u64) -> Result<(u64, Vec<Piece>)> {
+    let mut record = it::get_inode(tx, ino)?;
+    regular(&record)?;
+    let old_blocks = record.size.div_ceil(BLOCK);
+    if end > record.size && first > old_blocks {
+        // Written extents past the end of file can only be left by an interrupted truncate.
+        free_range(tx, ino, &mut record, old_blocks, first - old_blocks, true)?;
+        it::put_inode(tx, ino, &record)?;
+    }
+    let mapped = pieces_of(first, count, &it::extents(tx, ino, first, count)?);
+    let mut pieces = Vec::with_capacity(mapped.len());
+    let mut goal = None;
+    for piece in mapped {
+        if piece.place != Place::Hole {
+            goal = piece.device_block(piece.file_block + piece.count - 1).map(|b| b + 1);
+            pieces.push(piece);
+            continue;
+        }
+        let mut cursor = piece.file_block;
+        while cursor < piece.file_block + piece.count {
+            let want = piece.file_block + piece.count - cursor;
+            let goal_block = goal.unwrap_or(tx.meta.alloc.data_cursor);
+            let (start, len) = tx.reserve(goal_block, want.min(u64::from(EXTENT_BLOCKS_MAX)))?;
+            pieces.push(Piece { file_block: cursor, count: len, place: Place::Reserved { start } });
+            goal = Some(start + len);
+            cursor += len;
+        }
+    }
+    Ok((record.size, pieces))
+}
+
+/// Links the blocks of a finished write into the file and updates size and times.
+fn link_write<S: Storage>(tx: &mut Tx<'_, S>, ino: u64, pieces: &[Piece], end: u64, now: vexfs_format::inode::Timestamp) -> Result<()> {
+    let mut record = it::get_inode(tx, ino)?;
+    for piece in pieces {
+        match piece.place {
+            Place::Reserved { start } => {
+                tx.claim_reserved(start, piece.count)?;
+                it::map(tx, ino, piece.file_block, Extent { start, length: piece.count as u32, flags: 0 })?;
+                record.blocks += piece.count;
+            }
+            Place::Mapped { start, unwritten: true } => {
+                it::unmap(tx, ino, piece.file_block, piece.count, usize::MAX)?;
+                it::map(tx, ino, piece.file_block, Extent { start, length: piece.count as u32, flags: 0 })?;
+            }
+            _ => {}
+        }
+    }
+    record.size = record.size.max(end);
+    record.mtime = now;
+    record.ctime = now;
+    it::put_inode(tx, ino, &record)
+}
+
+/// Unmaps and frees up to [`FREE_EXTENTS_STEP`] extents of blocks `first..first+count` (only
+/// written ones if `only_written`). Returns true when nothing of the range is left.
+fn free_range<S: Storage>(tx: &mut Tx<'_, S>, ino: u64, record: &mut InodeRecord, first: u64, count: u64, only_written: bool) -> Result<bool> {
+    let found = it::extents(tx, ino, first, count)?;
+    let mut freed = 0;
+    let end = first.saturating_add(count);
+    for (offset, extent) in found.iter().filter(|(_, e)| !only_written || !e.is_unwritten()).take(FREE_EXTENTS_STEP) {
+        let start = (*offset).max(first);
+        let stop = (offset + u64::from(extent.length)).min(end);
+        let (removed, _) = it::unmap(tx, ino, start, stop - start, 1)?;
+        for (_, piece) in removed {
+            tx.free_data(piece.start, u64::from(piece.length))?;
+            record.blocks = record.blocks.saturating_sub(u64::from(piece.length));
+        }
+        freed += 1;
+    }
+    let remaining = found.iter().filter(|(_, e)| !only_written || !e.is_unwritten()).count();
+    Ok(freed == remaining)
+}
+
+/// Allocates unwritten extents for the holes in `cursor..last`, at most a bounded number per
+/// step. Returns where the next step starts.
+fn allocate_unwritten<S: Storage>(tx: &mut Tx<'_, S>, ino: u64, record: &mut InodeRecord, cursor: u64, last: u64) -> Result<u64> {
+    const ALLOCATIONS_STEP: usize = 32;
+    let pieces = pieces_of(cursor, last - cursor, &it::extents(tx, ino, cursor, last - cursor)?);
+    let mut allocations = 0;
+    for piece in pieces {
+        if piece.place != Place::Hole {
+            continue;
+        }
+        let mut at = piece.file_block;
+        while at < piece.file_block + piece.count {
+            if allocations == ALLOCATIONS_STEP {
+                return Ok(at);
+            }
+            let want = (piece.file_block + piece.count - at).min(u64::from(EXTENT_BLOCKS_MAX));
+            let goal = tx.meta.alloc.data_cursor;
+            let (start, len) = tx.allocate_data(goal, want)?;
+            it::map(tx, ino, at, Extent { start, length: len as u32, flags: EXTENT_UNWRITTEN })?;
+            record.blocks += len;
+            at += len;
+            allocations += 1;
+        }
+    }
+    Ok(last)
+}
+
+/// One step of freeing an orphan: its extents first, then its remaining items. Returns true when
+/// done (or when there is nothing to free).
+fn free_step<S: Storage>(tx: &mut Tx<'_, S>, ino: u64) -> Result<bool> {
+    let mut record = match it::get_inode(tx, ino) {
+        Ok(record) => record,
+        Err(EngineError::NotFound) => return Ok(true),
+        Err(error) => return Err(error),
+    };
+    if record.nlink > 0 || record.flags & INODE_FLAG_ORPHAN == 0 {
+        return Ok(true);
+    }
+    if !free_range(tx, ino, &mut record, 0, u64::MAX, false)? {
+        it::put_inode(tx, ino, &record)?;
+        return Ok(false);
+    }
+    for key in it::keys_of(tx, ino, ItemKind::Xattr, usize::MAX)? {
+        it::del(tx, key)?;
+    }
+    it::del(tx, Key::new(ino, ItemKind::Symlink, 0))?;
+    it::del(tx, Key::new(ino, ItemKind::Inode, 0))?;
+    it::del(tx, Key::new(ORPHAN_OBJECT, ItemKind::Orphan, ino))?;
+    tx.update_root(|root| root.inode_count = root.inode_count.saturating_sub(1))?;
+    Ok(true)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pieces_cover_holes_and_extents() {
+        let extents = [(2, Extent { start: 100, length: 3, flags: 0 }), (7, Extent { start: 200, length: 10, flags: EXTENT_UNWRITTEN })];
+        let pieces = pieces_of(0, 10, &extents);
+        let summary: Vec<(u64, u64, Option<u64>)> = pieces.iter().map(|p| (p.file_block, p.count, p.device_block(p.file_block))).collect();
+        assert_eq!(summary, vec![(0, 2, None), (2, 3, Some(100)), (5, 2, None), (7, 3, Some(200))]);
+        assert!(pieces[1].holds_data());
+        assert!(!pieces[3].holds_data());
+    }
+}

@@ -1,0 +1,271 @@
+//! The FUSE door: each request becomes one engine call, and the result one reply.
+//!
+//! Architecture Invariant: nothing here touches on-disk bytes or policy; the engine decides, this
+//! adapter only translates (names, attributes, errno).
+
+use std::ffi::OsStr;
+use std::os::unix::ffi::OsStrExt;
+use std::time::Duration;
+
+use vexfs_format::inode::{InodeRecord, Timestamp as DiskTime};
+
+use super::reply::{DirBuf, FileAttr, FileType, Reply, StatFs};
+use super::request::{Operation, Request, SetAttr as FuseSetAttr, TimeOrNow, Timestamp};
+use super::session::Handler;
+use crate::engine::{Attr, EngineError, EngineHandle, SetAttr, TimeSet};
+use crate::engine::fs::{Creds, RenameFlags};
+use crate::engine::items::XattrMode;
+use crate::storage::Storage;
+
+/// How long the kernel may cache entries and attributes. Every change to the namespace arrives
+/// through this mount, so the cache is never stale for long; other doors do not change POSIX
+/// attributes.
+const TTL: Duration = Duration::from_secs(5);
+/// FOPEN_KEEP_CACHE: the page cache stays valid across opens (only this mount writes files).
+const FOPEN_KEEP_CACHE: u32 = 1 << 1;
+const RENAME_NOREPLACE: u32 = 1;
+const RENAME_EXCHANGE: u32 = 2;
+const XATTR_CREATE: u32 = 1;
+const XATTR_REPLACE: u32 = 2;
+
+/// The FUSE adapter over one engine.
+pub struct FuseDoor<S: Storage> {
+    engine: EngineHandle<S>,
+}
+
+impl<S: Storage> FuseDoor<S> {
+    /// An adapter serving `engine`.
+    pub fn new(engine: EngineHandle<S>) -> FuseDoor<S> {
+        FuseDoor { engine }
+    }
+}
+
+fn time(t: DiskTime) -> Timestamp {
+    Timestamp { secs: t.sec, nsecs: t.nsec }
+}
+
+fn file_attr(ino: u64, record: &InodeRecord) -> FileAttr {
+    FileAttr {
+        ino,
+        size: record.size,
+        blocks: record.blocks * 8,
+        atime: time(record.atime),
+        mtime: time(record.mtime),
+        ctime: time(record.ctime),
+        mode: record.mode,
+        nlink: record.nlink,
+        uid: record.uid,
+        gid: record.gid,
+        rdev: record.rdev,
+        blksize: 4096,
+    }
+}
+
+fn set_time(t: TimeOrNow) -> TimeSet {
+    match t {
+        TimeOrNow::Now => TimeSet::Now,
+        TimeOrNow::At(t) => TimeSet::At(DiskTime { sec: t.secs, nsec: t.nsecs }),
+    }
+}
+
+fn setattr(change: &FuseSetAttr) -> SetAttr {
+    SetAttr {
+        mode: change.mode,
+        uid: change.uid,
+        gid: change.gid,
+        size: change.size,
+        atime: change.atime.map(set_time),
+        mtime: change.mtime.map(set_time),
+        ctime: change.ctime.map(|t| DiskTime { sec: t.secs, nsec: t.nsecs }),
+    }
+}
+
+fn bytes(name: &OsStr) -> &[u8] {
+    name.as_bytes()
+}
+
+/// Answers with the engine's result: `ok` on success, the errno on failure.
+fn answer<T>(reply: Reply<'_>, result: Result<T, EngineError>, ok: impl FnOnce(Reply<'_>, T)) {
+    match result {
+        Ok(value) => ok(reply, value),
+        Err(error) => {
+            if matches!(error, EngineError::Corrupt(_) | EngineError::Io(_)) {
+                tracing::error!(%error, "request failed");
+            }
+            reply.error(error.errno());
+        }
+    }
+}
+
+fn entry(reply: Reply<'_>, attr: Attr) {
+    reply.entry(&file_attr(attr.ino, &attr.record), attr.record.generation, TTL, TTL);
+}
+
+impl<S: Storage> FuseDoor<S> {
+    /// Clears set-user-ID (and set-group-ID when group-executable) as HANDLE_KILLPRIV_V2 asks.
+    fn kill_suidgid(&self, ino: u64) -> Result<(), EngineError> {
+        let record = self.engine.getattr(ino)?.record;
+        let mut mode = record.mode & !libc::S_ISUID;
+        if record.mode & libc::S_IXGRP != 0 {
+            mode &= !libc::S_ISGID;
+        }
+        if mode != record.mode {
+            self.engine.setattr(ino, &SetAttr { mode: Some(mode & 0o7777), ..Default::default() })?;
+        }
+        Ok(())
+    }
+
+    fn readdir(&self, ino: u64, offset: u64, size: u32, plus: bool, reply: Reply<'_>) {
+        let mut buf = DirBuf::new(size);
+        let result = self.engine.readdir(ino, offset, plus, |item| {
+            let name = OsStr::from_bytes(&item.name);
+            if !plus {
+                let kind = FileType::from_mode(u32::from(item.dtype) << 12).unwrap_or(FileType::RegularFile);
+                return buf.push(item.ino, item.next_offset, kind, name);
+            }
+            let attr = match &item.attr {
+                Some(attr) => file_attr(attr.ino, &attr.record),
+                None => FileAttr { ino: item.ino, mode: libc::S_IFDIR, ..dot_attr() },
+            };
+            let generation = item.attr.map_or(0, |a| a.record.generation);
+            buf.push_plus(&attr, generation, TTL, TTL, item.next_offset, name)
+        });
+        answer(reply, result, |reply, ()| reply.dir(&buf));
+    }
+
+    fn write(&self, req: &Request<'_>, offset: u64, data: &[u8], kill: bool, reply: Reply<'_>) {
+        let result = (|| {
+            if kill {
+                self.kill_suidgid(req.nodeid)?;
+            }
+            self.engine.write(req.nodeid, offset, data)
+        })();
+        answer(reply, result, |reply, n| reply.write(n as u32));
+    }
+
+    fn xattr(&self, reply: Reply<'_>, size: u32, value: Result<Vec<u8>, EngineError>) {
+        answer(reply, value, |reply, value| {
+            if size == 0 {
+                reply.xattr_size(value.len() as u32);
+            } else if value.len() > size as usize {
+                reply.error(libc::ERANGE);
+            } else {
+                reply.xattr_data(&value);
+            }
+        });
+    }
+}
+
+fn dot_attr() -> FileAttr {
+    let zero = Timestamp { secs: 0, nsecs: 0 };
+    FileAttr { ino: 0, size: 0, blocks: 0, atime: zero, mtime: zero, ctime: zero, mode: 0, nlink: 0, uid: 0, gid: 0, rdev: 0, blksize: 4096 }
+}
+
+impl<S: Storage> Handler for FuseDoor<S> {
+    fn handle(&self, req: Request<'_>, reply: Reply<'_>) {
+        let e = &self.engine;
+        let ino = req.nodeid;
+        let creds = Creds { uid: req.uid, gid: req.gid };
+        match req.op {
+            Operation::Lookup { name } => answer(reply, e.lookup(ino, bytes(name)), entry),
+            Operation::Forget { nlookup } => e.forget(ino, nlookup),
+            Operation::BatchForget { forgets } => forgets.iter().for_each(|f| e.forget(f.nodeid, f.nlookup)),
+            Operation::Getattr { .. } => answer(reply, e.getattr(ino), |r, a| r.attr(&file_attr(a.ino, &a.record), TTL)),
+            Operation::Setattr(ref change) => {
+                let result = (|| {
+                    if change.kill_suidgid {
+                        self.kill_suidgid(ino)?;
+                    }
+                    e.setattr(ino, &setattr(change))
+                })();
+                answer(reply, result, |r, a| r.attr(&file_attr(a.ino, &a.record), TTL));
+            }
+            Operation::Readlink => answer(reply, e.readlink(ino), |r, target| r.data(&target)),
+            Operation::Symlink { name, target } => answer(reply, e.symlink(ino, bytes(name), bytes(target), creds), entry),
+            Operation::Mknod { name, mode, rdev, .. } => answer(reply, e.mknod(ino, bytes(name), mode, rdev, creds), entry),
+            Operation::Mkdir { name, mode, .. } => answer(reply, e.mkdir(ino, bytes(name), mode, creds), entry),
+            Operation::Unlink { name } => answer(reply, e.unlink(ino, bytes(name)), |r, ()| r.ok()),
+            Operation::Rmdir { name } => answer(reply, e.rmdir(ino, bytes(name)), |r, ()| r.ok()),
+            Operation::Rename { name, newdir, newname } => {
+                answer(reply, e.rename(ino, bytes(name), newdir, bytes(newname), RenameFlags::default()), |r, ()| r.ok())
+            }
+            Operation::Rename2 { name, newdir, newname, flags } => {
+                if flags & !(RENAME_NOREPLACE | RENAME_EXCHANGE) != 0 {
+                    return reply.error(libc::EINVAL);
+                }
+                let flags = RenameFlags { noreplace: flags & RENAME_NOREPLACE != 0, exchange: flags & RENAME_EXCHANGE != 0 };
+                answer(reply, e.rename(ino, bytes(name), newdir, bytes(newname), flags), |r, ()| r.ok());
+            }
+            Operation::Link { ino: target, name } => answer(reply, e.link(target, ino, bytes(name)), entry),
+            Operation::Open { flags, kill_suidgid } => {
+                let result = (|| {
+                    if kill_suidgid {
+                        self.kill_suidgid(ino)?;
+                    }
+                    e.open(ino, flags & libc::O_TRUNC as u32 != 0)
+                })();
+                answer(reply, result, |r, ()| r.open(0, FOPEN_KEEP_CACHE));
+            }
+            Operation::Create { name, flags, mode, .. } => {
+                let result = e.mknod(ino, bytes(name), libc::S_IFREG | (mode & 0o7777), 0, creds);
+                let _ = flags;
+                answer(reply, result, |r, a| r.create(&file_attr(a.ino, &a.record), a.record.generation, TTL, TTL, 0, FOPEN_KEEP_CACHE));
+            }
+            Operation::Read { offset, size, .. } => answer(reply, e.read(ino, offset, size), |r, (buf, range)| r.data(&buf[range])),
+            Operation::Write { offset, data, kill_suidgid, .. } => self.write(&req, offset, data, kill_suidgid, reply),
+            Operation::Statfs => answer(reply, e.statfs(), |r, s| {
+                r.statfs(&StatFs {
+                    blocks: s.blocks,
+                    bfree: s.blocks_free,
+                    bavail: s.blocks_free,
+                    files: s.files,
+                    ffree: s.files_free,
+                    bsize: s.block_size,
+                    namelen: s.name_max,
+                    frsize: s.block_size,
+                })
+            }),
+            Operation::Fsync { .. } | Operation::Fsyncdir { .. } => answer(reply, e.sync(), |r, ()| r.ok()),
+            Operation::Setxattr { name, value, flags, .. } => {
+                let mode = match flags & (XATTR_CREATE | XATTR_REPLACE) {
+                    0 => XattrMode::Any,
+                    XATTR_CREATE => XattrMode::CreateOnly,
+                    XATTR_REPLACE => XattrMode::ReplaceOnly,
+                    _ => return reply.error(libc::EINVAL),
+                };
+                answer(reply, e.setxattr(ino, bytes(name), value, mode), |r, ()| r.ok());
+            }
+            Operation::Getxattr { name, size } => self.xattr(reply, size, e.getxattr(ino, bytes(name))),
+            Operation::Listxattr { size } => {
+                let list = e.listxattr(ino).map(|names| {
+                    let mut out = Vec::new();
+                    for name in names {
+                        out.extend_from_slice(&name);
+                        out.push(0);
+                    }
+                    out
+                });
+                self.xattr(reply, size, list);
+            }
+            Operation::Removexattr { name } => answer(reply, e.removexattr(ino, bytes(name)), |r, ()| r.ok()),
+            Operation::Opendir { .. } => answer(reply, e.getattr(ino), |r, _| r.open(0, 0)),
+            Operation::Readdir { offset, size, .. } => self.readdir(ino, offset, size, false, reply),
+            Operation::Readdirplus { offset, size, .. } => self.readdir(ino, offset, size, true, reply),
+            Operation::Flush { .. } | Operation::Release { .. } | Operation::Releasedir { .. } | Operation::Access { .. } => reply.ok(),
+            Operation::Fallocate { offset, length, mode, .. } => answer(reply, e.fallocate(ino, offset, length, mode), |r, ()| r.ok()),
+            Operation::Lseek { offset, whence, .. } => match whence {
+                3 | 4 => answer(reply, e.lseek(ino, offset, whence), |r, offset| r.lseek(offset)),
+                _ => reply.error(libc::EINVAL),
+            },
+            Operation::Interrupt { .. } => {}
+            Operation::Ioctl { .. } => reply.error(libc::ENOTTY),
+            _ => reply.error(libc::ENOSYS),
+        }
+    }
+
+    fn destroy(&self) {
+        if let Err(error) = self.engine.sync() {
+            tracing::error!(%error, "final commit at unmount failed");
+        }
+    }
+}
