@@ -63,22 +63,10 @@ fn io_error(path: &Path) -> impl Fn(io::Error) -> VolumeError + '_ {
     move |source| VolumeError::Io { path: path.display().to_string(), source }
 }
 
-/// Parses a size such as `8G`, `512M`, `64MiB`, `1T` or a plain byte count.
-pub fn parse_size(text: &str) -> Result<u64, String> {
-    let text = text.trim();
-    let split = text.find(|c: char| !c.is_ascii_digit()).unwrap_or(text.len());
-    let (number, unit) = text.split_at(split);
-    let number: u64 = number.parse().map_err(|_| format!("invalid size {text:?}: expected a number with an optional unit (K, M, G, T)"))?;
-    let shift = match unit.trim().to_ascii_uppercase().trim_end_matches("IB").trim_end_matches('B') {
-        "" => 0,
-        "K" => 10,
-        "M" => 20,
-        "G" => 30,
-        "T" => 40,
-        other => return Err(format!("invalid size unit {other:?} in {text:?}: use K, M, G or T")),
-    };
-    number.checked_mul(1 << shift).ok_or_else(|| format!("size {text:?} is too large"))
-}
+pub use vexfs_format::units::parse_size;
+
+/// How often a held lock is retried, 100 ms apart.
+const LOCK_ATTEMPTS: u32 = 30;
 
 /// Opens a device exclusively (an advisory lock the daemon also takes).
 fn open_locked(path: &Path, write: bool, create: bool) -> Result<File, VolumeError> {
@@ -90,16 +78,23 @@ fn open_locked(path: &Path, write: bool, create: bool) -> Result<File, VolumeErr
         .custom_flags(libc::O_CLOEXEC)
         .open(path)
         .map_err(io_error(path))?;
-    // SAFETY: flock on a valid, owned file descriptor has no memory-safety preconditions.
-    let locked = unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) };
-    if locked != 0 {
-        let error = io::Error::last_os_error();
-        if error.raw_os_error() == Some(libc::EWOULDBLOCK) {
-            return Err(VolumeError::InUse { path: path.display().to_string() });
+    // A daemon killed a moment ago still holds the lock until the kernel has torn down its
+    // io_uring (which holds the registered device file); give that a short while.
+    for attempt in 0..LOCK_ATTEMPTS {
+        // SAFETY: flock on a valid, owned file descriptor has no memory-safety preconditions.
+        let locked = unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) };
+        if locked == 0 {
+            return Ok(file);
         }
-        return Err(io_error(path)(error));
+        let error = io::Error::last_os_error();
+        if error.raw_os_error() != Some(libc::EWOULDBLOCK) {
+            return Err(io_error(path)(error));
+        }
+        if attempt + 1 < LOCK_ATTEMPTS {
+            std::thread::sleep(std::time::Duration::from_millis(100));
+        }
     }
-    Ok(file)
+    Err(VolumeError::InUse { path: path.display().to_string() })
 }
 
 /// The size of a file or block device in bytes.
@@ -127,7 +122,10 @@ pub fn mkfs(path: &Path, options: &MkfsOptions) -> Result<Layout, VolumeError> {
     let is_block = file.metadata().map_err(io_error(path))?.file_type().is_block_device();
     let size = match (is_block, options.size) {
         (true, Some(_)) => {
-            return Err(VolumeError::Size { path: path.display().to_string(), what: "--size applies to image files; a block device is formatted whole".into() })
+            return Err(VolumeError::Size {
+                path: path.display().to_string(),
+                what: "--size applies to image files; a block device is formatted whole".into(),
+            })
         }
         (true, None) => device_size(&file, path)?,
         (false, Some(size)) => {
@@ -135,14 +133,20 @@ pub fn mkfs(path: &Path, options: &MkfsOptions) -> Result<Layout, VolumeError> {
             size
         }
         (false, None) if exists => device_size(&file, path)?,
-        (false, None) => return Err(VolumeError::Size { path: path.display().to_string(), what: "a new image file needs --size".into() }),
+        (false, None) => {
+            return Err(VolumeError::Size {
+                path: path.display().to_string(),
+                what: "a new image file needs --size".into(),
+            })
+        }
     };
     if !options.force {
         if let Ok(existing) = read_superblock(&file, path) {
             return Err(VolumeError::HasVolume { path: path.display().to_string(), label: existing.label_str() });
         }
     }
-    let params = MkfsParams { size_bytes: size, uuid: random_uuid(), now: now(), label: &options.label, uid: 0, gid: 0 };
+    let params =
+        MkfsParams { size_bytes: size, uuid: random_uuid(), now: now(), label: &options.label, uid: 0, gid: 0 };
     let format_error = |source| VolumeError::Format { path: path.display().to_string(), source };
     let (layout, blocks) = mkfs::plan(&params).map_err(format_error)?;
     for (addr, block) in &blocks {
@@ -197,15 +201,6 @@ mod tests {
     use super::*;
 
     #[test]
-    fn sizes_parse_with_units() {
-        assert_eq!(parse_size("8G"), Ok(8 << 30));
-        assert_eq!(parse_size("512MiB"), Ok(512 << 20));
-        assert_eq!(parse_size("4096"), Ok(4096));
-        assert!(parse_size("8X").is_err());
-        assert!(parse_size("").is_err());
-    }
-
-    #[test]
     fn mkfs_then_fsck_is_clean_and_mkfs_refuses_to_overwrite() {
         let dir = std::env::temp_dir().join(format!("vexfs-client-test-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
@@ -216,7 +211,10 @@ mod tests {
         assert!(report.is_clean(), "{:?}", report.problems);
         assert!(matches!(mkfs(&image, &options), Err(VolumeError::HasVolume { .. })));
         let small = dir.join("small.img");
-        assert!(matches!(mkfs(&small, &MkfsOptions { size: Some(1 << 20), ..Default::default() }), Err(VolumeError::Format { .. })));
+        assert!(matches!(
+            mkfs(&small, &MkfsOptions { size: Some(1 << 20), ..Default::default() }),
+            Err(VolumeError::Format { .. })
+        ));
         std::fs::remove_dir_all(&dir).unwrap();
     }
 }

@@ -5,7 +5,7 @@
 //! `b * BITS_PER_BITMAP_BLOCK + 8 * j + i`. Bits past the end of the volume are set, so that the
 //! allocator never has to special-case the last block.
 
-use crate::block::{BlockAddr, MetaHeader, BlockKind, BLOCK_SIZE, META_HEADER_SIZE};
+use crate::block::{BlockAddr, BlockKind, MetaHeader, BLOCK_SIZE, META_HEADER_SIZE};
 
 /// How many volume blocks one bitmap block describes.
 pub const BITS_PER_BITMAP_BLOCK: u64 = ((BLOCK_SIZE - META_HEADER_SIZE) * 8) as u64;
@@ -67,7 +67,7 @@ pub fn find_free_run(bits: &[u8], start: usize, len_max: usize) -> Option<(usize
     let mut index = start;
     while index < total {
         // Skip whole used bytes quickly.
-        if index % 8 == 0 && bits[index / 8] == 0xff {
+        if index.is_multiple_of(8) && bits[index / 8] == 0xff {
             index += 8;
             continue;
         }

@@ -140,6 +140,12 @@ impl MetaHeader {
     }
 }
 
+/// Reads the block at an address into a buffer; the pure crate's only view of a device.
+pub type BlockRead<'r, E> = dyn FnMut(BlockAddr, &mut [u8]) -> Result<(), E> + 'r;
+
+/// A block address and its contents, as mkfs and the journal lay them out.
+pub type PlacedBlock = (BlockAddr, Vec<u8>);
+
 /// Computes the checksum of a block: crc32c over all bytes with the checksum field taken as zero.
 pub fn block_checksum(block: &[u8]) -> u32 {
     assert_eq!(block.len(), BLOCK_SIZE);
@@ -202,10 +208,7 @@ mod tests {
             verify(&block, BlockAddr(78), &[BlockKind::Leaf]),
             Err(FormatError::Misdirected { addr: 78, found: 77 })
         ));
-        assert!(matches!(
-            verify(&block, BlockAddr(77), &[BlockKind::Bitmap]),
-            Err(FormatError::WrongKind { .. })
-        ));
+        assert!(matches!(verify(&block, BlockAddr(77), &[BlockKind::Bitmap]), Err(FormatError::WrongKind { .. })));
         block[4000] ^= 1;
         assert!(matches!(verify(&block, BlockAddr(77), &[BlockKind::Leaf]), Err(FormatError::Checksum { .. })));
     }

@@ -130,7 +130,7 @@ impl<E: std::fmt::Display> std::fmt::Display for FsckError<E> {
 
 /// Reads blocks, with the journal's committed images overlaid on their home blocks.
 struct Reader<'r, E> {
-    read: &'r mut dyn FnMut(BlockAddr, &mut [u8]) -> Result<(), E>,
+    read: &'r mut crate::block::BlockRead<'r, E>,
     overlay: HashMap<BlockAddr, BlockAddr>,
 }
 
@@ -189,7 +189,7 @@ impl Claims {
 }
 
 /// Checks the volume read by `read` on a device of `device_bytes` bytes.
-pub fn check<E>(read: &mut dyn FnMut(BlockAddr, &mut [u8]) -> Result<(), E>, device_bytes: u64) -> Result<Report, FsckError<E>> {
+pub fn check<E>(read: &mut crate::block::BlockRead<'_, E>, device_bytes: u64) -> Result<Report, FsckError<E>> {
     let mut report = Report::default();
     let mut reader = Reader { read, overlay: HashMap::new() };
     let sb = read_superblocks(&mut reader, &mut report)?;
@@ -238,7 +238,11 @@ fn overlay_journal<E>(reader: &mut Reader<'_, E>, sb: &Superblock, report: &mut 
     report.stats.journal_transactions = scan.transactions.len() as u64;
     if !scan.transactions.is_empty() {
         if sb.state == VolumeState::Clean {
-            report.problem(Some(sb.slot().0), None, "superblock says clean but the journal holds committed transactions");
+            report.problem(
+                Some(sb.slot().0),
+                None,
+                "superblock says clean but the journal holds committed transactions",
+            );
         }
         report.notes.push(format!(
             "the volume was not unmounted cleanly: {} committed journal transactions are checked as replayed (mounting replays them)",
@@ -247,7 +251,11 @@ fn overlay_journal<E>(reader: &mut Reader<'_, E>, sb: &Superblock, report: &mut 
     }
     for (home, pos) in journal::replay_plan(&scan) {
         if home.0 >= sb.block_count {
-            report.problem(Some(region.addr(pos).0), None, format!("journal image names block {home} outside the volume"));
+            report.problem(
+                Some(region.addr(pos).0),
+                None,
+                format!("journal image names block {home} outside the volume"),
+            );
             continue;
         }
         reader.overlay.insert(home, region.addr(pos));
@@ -255,13 +263,23 @@ fn overlay_journal<E>(reader: &mut Reader<'_, E>, sb: &Superblock, report: &mut 
     Ok(())
 }
 
-fn check_root<E>(reader: &mut Reader<'_, E>, sb: &Superblock, layout: &Layout, report: &mut Report) -> Result<Option<VolumeRoot>, FsckError<E>> {
+fn check_root<E>(
+    reader: &mut Reader<'_, E>,
+    sb: &Superblock,
+    layout: &Layout,
+    report: &mut Report,
+) -> Result<Option<VolumeRoot>, FsckError<E>> {
     let page = reader.block(sb.root_block)?;
-    let root = block::verify(&page, sb.root_block, &[BlockKind::Root]).and_then(|_| VolumeRoot::read(&page, sb.root_block));
+    let root =
+        block::verify(&page, sb.root_block, &[BlockKind::Root]).and_then(|_| VolumeRoot::read(&page, sb.root_block));
     match root {
         Ok(root) if root.tree_root == layout.tree_root => Ok(Some(root)),
         Ok(root) => {
-            report.problem(Some(sb.root_block.0), None, format!("volume root names tree root {} instead of {}", root.tree_root, layout.tree_root));
+            report.problem(
+                Some(sb.root_block.0),
+                None,
+                format!("volume root names tree root {} instead of {}", root.tree_root, layout.tree_root),
+            );
             Ok(None)
         }
         Err(error) => {
@@ -273,7 +291,13 @@ fn check_root<E>(reader: &mut Reader<'_, E>, sb: &Superblock, layout: &Layout, r
 
 /// Walks the tree iteratively from the fixed root, checking every node and overflow chain and
 /// feeding every item to the model.
-fn walk_tree<E>(reader: &mut Reader<'_, E>, tree_root: BlockAddr, claims: &mut Claims, model: &mut Model, report: &mut Report) -> Result<(), FsckError<E>> {
+fn walk_tree<E>(
+    reader: &mut Reader<'_, E>,
+    tree_root: BlockAddr,
+    claims: &mut Claims,
+    model: &mut Model,
+    report: &mut Report,
+) -> Result<(), FsckError<E>> {
     let mut stack = vec![(tree_root, Fence::ROOT, None::<u16>, true)];
     let mut previous_key: Option<Key> = None;
     while let Some((addr, fence, level, is_root)) = stack.pop() {
@@ -311,7 +335,11 @@ fn walk_tree<E>(reader: &mut Reader<'_, E>, tree_root: BlockAddr, claims: &mut C
                         report.problem(Some(addr.0), None, format!("key {:?} is out of order across leaves", item.key));
                     }
                     previous_key = Some(item.key);
-                    let value = if item.overflow { read_overflow(reader, addr, item.value, claims, report)? } else { Some(item.value.to_vec()) };
+                    let value = if item.overflow {
+                        read_overflow(reader, addr, item.value, claims, report)?
+                    } else {
+                        Some(item.value.to_vec())
+                    };
                     if let Some(value) = value {
                         check_item(item.key, &value, addr.0, model, report);
                     }
@@ -322,7 +350,13 @@ fn walk_tree<E>(reader: &mut Reader<'_, E>, tree_root: BlockAddr, claims: &mut C
     Ok(())
 }
 
-fn read_overflow<E>(reader: &mut Reader<'_, E>, leaf: BlockAddr, stored: &[u8], claims: &mut Claims, report: &mut Report) -> Result<Option<Vec<u8>>, FsckError<E>> {
+fn read_overflow<E>(
+    reader: &mut Reader<'_, E>,
+    leaf: BlockAddr,
+    stored: &[u8],
+    claims: &mut Claims,
+    report: &mut Report,
+) -> Result<Option<Vec<u8>>, FsckError<E>> {
     let reference = match crate::node::OverflowRef::decode(stored, leaf) {
         Ok(reference) => reference,
         Err(error) => {
@@ -333,7 +367,11 @@ fn read_overflow<E>(reader: &mut Reader<'_, E>, leaf: BlockAddr, stored: &[u8], 
     let mut chain = OverflowReader::new(reference);
     while let Some(addr) = chain.next_block() {
         if claims.claim(addr.0, 1).is_err() {
-            report.problem(Some(addr.0), None, format!("overflow block (of an item in leaf {leaf}) is outside the volume or referenced twice"));
+            report.problem(
+                Some(addr.0),
+                None,
+                format!("overflow block (of an item in leaf {leaf}) is outside the volume or referenced twice"),
+            );
             return Ok(None);
         }
         report.stats.tree_blocks += 1;
@@ -374,7 +412,11 @@ fn check_item(key: Key, value: &[u8], addr: u64, model: &mut Model, report: &mut
         ItemKind::DirEntry => items::decode_dir_entries(value, addr).map(|entries| {
             for entry in entries {
                 if items::name_hash(&entry.name) != key.offset {
-                    report.problem(Some(addr), Some(ino), format!("entry {:?} is filed under the wrong hash", String::from_utf8_lossy(&entry.name)));
+                    report.problem(
+                        Some(addr),
+                        Some(ino),
+                        format!("entry {:?} is filed under the wrong hash", String::from_utf8_lossy(&entry.name)),
+                    );
                 }
                 model.entries.insert((ino, entry.name), (entry.child, entry.dtype, entry.index));
             }
@@ -382,7 +424,9 @@ fn check_item(key: Key, value: &[u8], addr: u64, model: &mut Model, report: &mut
         ItemKind::DirIndex => items::decode_dir_index(value, addr).map(|(child, dtype, name)| {
             model.indexes.insert((ino, key.offset), (child, dtype, name.to_vec()));
         }),
-        ItemKind::Extent => Extent::decode(value, addr).map(|extent| model.extents.entry(ino).or_default().push((key.offset, extent))),
+        ItemKind::Extent => {
+            Extent::decode(value, addr).map(|extent| model.extents.entry(ino).or_default().push((key.offset, extent)))
+        }
         ItemKind::Xattr => items::decode_xattrs(value, addr).map(|xattrs| {
             if xattrs.iter().any(|x| items::name_hash(&x.name) != key.offset) {
                 report.problem(Some(addr), Some(ino), "xattr is filed under the wrong hash");
@@ -415,7 +459,9 @@ fn check_namespace(model: &Model, report: &mut Report) {
         *entry_counts.entry(*dir).or_default() += 1;
         match model.inodes.get(dir) {
             Some(record) if record.is_dir() => {}
-            _ => report.problem(None, Some(*dir), format!("entry {name_str:?} is in something that is not a directory")),
+            _ => {
+                report.problem(None, Some(*dir), format!("entry {name_str:?} is in something that is not a directory"))
+            }
         }
         match model.indexes.get(&(*dir, index)) {
             Some((c, d, n)) if *c == child && *d == dtype && n == name => {}
@@ -426,19 +472,31 @@ fn check_namespace(model: &Model, report: &mut Report) {
             continue;
         };
         if file_type::dirent_type(record.mode) != dtype {
-            report.problem(None, Some(*dir), format!("entry {name_str:?} has type {dtype}, inode {child} has mode {:o}", record.mode));
+            report.problem(
+                None,
+                Some(*dir),
+                format!("entry {name_str:?} has type {dtype}, inode {child} has mode {:o}", record.mode),
+            );
         }
         *links.entry(child).or_default() += 1;
         if record.is_dir() {
             *subdirs.entry(*dir).or_default() += 1;
             if record.parent != *dir {
-                report.problem(None, Some(child), format!("directory's parent is {}, but it is listed in {dir}", record.parent));
+                report.problem(
+                    None,
+                    Some(child),
+                    format!("directory's parent is {}, but it is listed in {dir}", record.parent),
+                );
             }
         }
     }
     for ((dir, index), (_, _, name)) in &model.indexes {
         if !model.entries.contains_key(&(*dir, name.clone())) {
-            report.problem(None, Some(*dir), format!("readdir index {index} ({:?}) has no entry", String::from_utf8_lossy(name)));
+            report.problem(
+                None,
+                Some(*dir),
+                format!("readdir index {index} ({:?}) has no entry", String::from_utf8_lossy(name)),
+            );
         }
         let next = model.inodes.get(dir).map_or(0, |r| r.dir_next_index);
         if *index < DIR_FIRST_INDEX || *index >= next {
@@ -448,7 +506,15 @@ fn check_namespace(model: &Model, report: &mut Report) {
     for (&ino, record) in &model.inodes {
         count_inode(record, report);
         let linked = links.get(&ino).copied().unwrap_or(0) + u64::from(ino == ROOT_INO);
-        check_links(ino, record, linked, subdirs.get(&ino).copied().unwrap_or(0), entry_counts.get(&ino).copied().unwrap_or(0), model, report);
+        check_links(
+            ino,
+            record,
+            linked,
+            subdirs.get(&ino).copied().unwrap_or(0),
+            entry_counts.get(&ino).copied().unwrap_or(0),
+            model,
+            report,
+        );
     }
     for &owner in &model.item_owners {
         if !model.inodes.contains_key(&owner) {
@@ -470,7 +536,15 @@ fn count_inode(record: &InodeRecord, report: &mut Report) {
     }
 }
 
-fn check_links(ino: u64, record: &InodeRecord, linked: u64, subdirs: u64, entries: u64, model: &Model, report: &mut Report) {
+fn check_links(
+    ino: u64,
+    record: &InodeRecord,
+    linked: u64,
+    subdirs: u64,
+    entries: u64,
+    model: &Model,
+    report: &mut Report,
+) {
     let orphan = record.flags & INODE_FLAG_ORPHAN != 0;
     if orphan != model.orphans.contains(&ino) {
         report.problem(None, Some(ino), "orphan flag and orphan list disagree");
@@ -489,7 +563,11 @@ fn check_links(ino: u64, record: &InodeRecord, linked: u64, subdirs: u64, entrie
         report.problem(None, Some(ino), format!("link count is {}, expected {expected}", record.nlink));
     }
     if record.is_dir() && (linked != 1 || record.size != entries) {
-        report.problem(None, Some(ino), format!("directory has {linked} entries naming it and size {} for {entries} entries", record.size));
+        report.problem(
+            None,
+            Some(ino),
+            format!("directory has {linked} entries naming it and size {} for {entries} entries", record.size),
+        );
     }
     if record.kind() == file_type::SYMLINK && model.symlinks.get(&ino).copied() != Some(record.size as usize) {
         report.problem(None, Some(ino), "symlink target is missing or its length differs from the size");
@@ -512,16 +590,28 @@ fn check_extents(model: &Model, layout: &Layout, claims: &mut Claims, report: &m
             end = offset + u64::from(extent.length);
             blocks += u64::from(extent.length);
             if extent.start < layout.first_free.0 {
-                report.problem(None, Some(ino), format!("extent at file block {offset} points into the fixed regions (block {})", extent.start));
+                report.problem(
+                    None,
+                    Some(ino),
+                    format!("extent at file block {offset} points into the fixed regions (block {})", extent.start),
+                );
                 continue;
             }
             if let Err(block) = claims.claim(extent.start, u64::from(extent.length)) {
-                report.problem(Some(block), Some(ino), format!("extent at file block {offset} uses a block outside the volume or already in use"));
+                report.problem(
+                    Some(block),
+                    Some(ino),
+                    format!("extent at file block {offset} uses a block outside the volume or already in use"),
+                );
             }
         }
         report.stats.data_blocks += blocks;
         if blocks != record.blocks {
-            report.problem(None, Some(ino), format!("extents hold {blocks} blocks, the inode records {}", record.blocks));
+            report.problem(
+                None,
+                Some(ino),
+                format!("extents hold {blocks} blocks, the inode records {}", record.blocks),
+            );
         }
     }
     for (&ino, record) in &model.inodes {
@@ -532,7 +622,13 @@ fn check_extents(model: &Model, layout: &Layout, claims: &mut Claims, report: &m
 }
 
 /// The bitmap must mark exactly the claimed blocks (and everything past the end) as used.
-fn check_bitmap<E>(reader: &mut Reader<'_, E>, layout: &Layout, claims: &Claims, root: &VolumeRoot, report: &mut Report) -> Result<(), FsckError<E>> {
+fn check_bitmap<E>(
+    reader: &mut Reader<'_, E>,
+    layout: &Layout,
+    claims: &Claims,
+    root: &VolumeRoot,
+    report: &mut Report,
+) -> Result<(), FsckError<E>> {
     let mut free = 0u64;
     for index in 0..layout.bitmap_blocks {
         let addr = BlockAddr(layout.bitmap_start.0 + index);
@@ -555,10 +651,18 @@ fn check_bitmap<E>(reader: &mut Reader<'_, E>, layout: &Layout, claims: &Claims,
             }
         }
         if !unmarked.is_empty() {
-            report.problem(Some(addr.0), None, format!("{} blocks in use are marked free (first: {})", unmarked.len(), unmarked[0]));
+            report.problem(
+                Some(addr.0),
+                None,
+                format!("{} blocks in use are marked free (first: {})", unmarked.len(), unmarked[0]),
+            );
         }
         if !leaked.is_empty() {
-            report.problem(Some(addr.0), None, format!("{} blocks are marked in use but nothing references them (first: {})", leaked.len(), leaked[0]));
+            report.problem(
+                Some(addr.0),
+                None,
+                format!("{} blocks are marked in use but nothing references them (first: {})", leaked.len(), leaked[0]),
+            );
         }
     }
     report.stats.free_blocks = free;
@@ -570,11 +674,19 @@ fn check_bitmap<E>(reader: &mut Reader<'_, E>, layout: &Layout, claims: &Claims,
 
 fn check_counters(model: &Model, root: &VolumeRoot, report: &mut Report) {
     if root.inode_count != model.inodes.len() as u64 {
-        report.problem(None, None, format!("volume root counts {} inodes, the tree holds {}", root.inode_count, model.inodes.len()));
+        report.problem(
+            None,
+            None,
+            format!("volume root counts {} inodes, the tree holds {}", root.inode_count, model.inodes.len()),
+        );
     }
     if let Some((&highest, _)) = model.inodes.iter().next_back() {
         if highest >= root.next_ino {
-            report.problem(None, Some(highest), format!("inode number is not below the next to hand out ({})", root.next_ino));
+            report.problem(
+                None,
+                Some(highest),
+                format!("inode number is not below the next to hand out ({})", root.next_ino),
+            );
         }
     }
 }
@@ -586,7 +698,14 @@ mod tests {
     use crate::mkfs::{plan, MkfsParams};
 
     fn fresh(size: u64) -> Vec<u8> {
-        let params = MkfsParams { size_bytes: size, uuid: [3; 16], now: Timestamp { sec: 1, nsec: 0 }, label: "t", uid: 0, gid: 0 };
+        let params = MkfsParams {
+            size_bytes: size,
+            uuid: [3; 16],
+            now: Timestamp { sec: 1, nsec: 0 },
+            label: "t",
+            uid: 0,
+            gid: 0,
+        };
         let (_, blocks) = plan(&params).unwrap();
         let mut image = vec![0u8; size as usize];
         for (addr, block) in blocks {

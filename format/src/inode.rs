@@ -158,7 +158,10 @@ impl InodeRecord {
     /// Decodes a stored record of inode `ino` found in block `addr` (named in errors).
     pub fn decode(bytes: &[u8], ino: u64, addr: u64) -> Result<InodeRecord, FormatError> {
         let Ok(raw) = RawInode::read_from_bytes(bytes) else {
-            return Err(FormatError::malformed(addr, format!("inode {ino}: record is {} bytes, expected {INODE_SIZE}", bytes.len())));
+            return Err(FormatError::malformed(
+                addr,
+                format!("inode {ino}: record is {} bytes, expected {INODE_SIZE}", bytes.len()),
+            ));
         };
         let ts = |sec: I64, nsec: U32| Timestamp { sec: sec.get(), nsec: nsec.get() };
         let record = InodeRecord {
@@ -179,11 +182,18 @@ impl InodeRecord {
             parent: raw.parent.get(),
         };
         if !file_type::is_valid(record.mode) {
-            return Err(FormatError::malformed(addr, format!("inode {ino}: invalid file type in mode {:o}", record.mode)));
+            return Err(FormatError::malformed(
+                addr,
+                format!("inode {ino}: invalid file type in mode {:o}", record.mode),
+            ));
         }
-        let times_valid = [record.atime, record.mtime, record.ctime, record.crtime].iter().all(|t| t.nsec < 1_000_000_000);
+        let times_valid =
+            [record.atime, record.mtime, record.ctime, record.crtime].iter().all(|t| t.nsec < 1_000_000_000);
         if !times_valid || raw.reserved != [0; 16] || record.flags & !INODE_FLAG_ORPHAN != 0 {
-            return Err(FormatError::malformed(addr, format!("inode {ino}: invalid timestamps, flags or reserved bytes")));
+            return Err(FormatError::malformed(
+                addr,
+                format!("inode {ino}: invalid timestamps, flags or reserved bytes"),
+            ));
         }
         Ok(record)
     }

@@ -67,7 +67,12 @@ pub struct Image<'a> {
 
 /// Lays out transaction `seq` at ring position `pos`: returns every block to write, as
 /// (device address, contents), in ring order. Images must be sealed already.
-pub fn encode_transaction(region: &JournalRegion, pos: u64, seq: u64, images: &[Image<'_>]) -> Vec<(BlockAddr, Vec<u8>)> {
+pub fn encode_transaction(
+    region: &JournalRegion,
+    pos: u64,
+    seq: u64,
+    images: &[Image<'_>],
+) -> Vec<crate::block::PlacedBlock> {
     assert!(!images.is_empty());
     assert!(JournalRegion::blocks_for(images.len()) <= region.blocks);
     let mut out = Vec::with_capacity(JournalRegion::blocks_for(images.len()) as usize);
@@ -138,7 +143,7 @@ pub fn scan<E>(
     region: &JournalRegion,
     tail: u64,
     tail_seq: u64,
-    read: &mut dyn FnMut(BlockAddr, &mut [u8]) -> Result<(), E>,
+    read: &mut crate::block::BlockRead<'_, E>,
 ) -> Result<Scan, E> {
     let mut transactions = Vec::new();
     let mut pos = tail;
@@ -160,7 +165,7 @@ fn scan_one<E>(
     pos: u64,
     seq: u64,
     budget: u64,
-    read: &mut dyn FnMut(BlockAddr, &mut [u8]) -> Result<(), E>,
+    read: &mut crate::block::BlockRead<'_, E>,
     buf: &mut [u8],
 ) -> Result<Option<ScannedTransaction>, E> {
     let mut cursor = pos;
@@ -259,7 +264,8 @@ mod tests {
 
     fn write_txn(disk: &mut HashMap<u64, Vec<u8>>, region: &JournalRegion, pos: u64, seq: u64, homes: &[u64]) -> u64 {
         let blocks: Vec<Vec<u8>> = homes.iter().map(|&h| image(h, seq as u8)).collect();
-        let images: Vec<Image<'_>> = homes.iter().zip(&blocks).map(|(&h, b)| Image { home: BlockAddr(h), block: b }).collect();
+        let images: Vec<Image<'_>> =
+            homes.iter().zip(&blocks).map(|(&h, b)| Image { home: BlockAddr(h), block: b }).collect();
         let out = encode_transaction(region, pos, seq, &images);
         let n = out.len() as u64;
         for (addr, block) in out {

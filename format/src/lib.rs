@@ -19,6 +19,7 @@ pub mod mkfs;
 pub mod node;
 pub mod root;
 pub mod superblock;
+pub mod units;
 
 pub use block::{BlockAddr, BlockKind, MetaHeader, BLOCK_SIZE};
 pub use error::FormatError;

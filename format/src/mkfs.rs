@@ -12,7 +12,7 @@
 
 use crate::bitmap::{self, BITS_PER_BITMAP_BLOCK};
 use crate::block::{BlockAddr, BLOCK_SIZE_U64};
-use crate::inode::{file_type, InodeRecord, Timestamp, FIRST_INO, ROOT_INO, DIR_FIRST_INDEX};
+use crate::inode::{file_type, InodeRecord, Timestamp, DIR_FIRST_INDEX, FIRST_INO, ROOT_INO};
 use crate::key::{ItemKind, Key};
 use crate::root::VolumeRoot;
 use crate::superblock::{Superblock, VolumeState, FORMAT_VERSION};
@@ -127,7 +127,7 @@ pub struct MkfsParams<'a> {
 
 /// Every block mkfs writes, in address order; blocks not listed need no initialisation (the first
 /// journal block is listed zeroed so that a stale log from an earlier volume is never scanned).
-pub fn plan(params: &MkfsParams<'_>) -> Result<(Layout, Vec<(BlockAddr, Vec<u8>)>), FormatError> {
+pub fn plan(params: &MkfsParams<'_>) -> Result<(Layout, Vec<crate::block::PlacedBlock>), FormatError> {
     let layout = Layout::for_size(params.size_bytes)?;
     let mut sb = layout.superblock(params.uuid, params.now.sec, params.label);
     let mut blocks = Vec::new();

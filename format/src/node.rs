@@ -212,11 +212,11 @@ fn check_header(block: &[u8], addr: BlockAddr, kind: BlockKind) -> Result<u16, F
     Ok(header.level.get())
 }
 
-fn read_header(block: &[u8], addr: BlockAddr) -> Result<MetaHeader, FormatError> {
+fn read_header(block: &[u8], addr: BlockAddr) -> Result<&MetaHeader, FormatError> {
     if block.len() != BLOCK_SIZE {
         return Err(malformed(addr, format!("node is {} bytes, not {BLOCK_SIZE}", block.len())));
     }
-    let header = MetaHeader::read(block);
+    let header = MetaHeader::ref_from_bytes(&block[..META_HEADER_SIZE]).expect("header size is constant");
     if header.magic.get() != META_MAGIC {
         return Err(FormatError::BadMagic { addr: addr.0, found: header.magic.get() });
     }
@@ -227,6 +227,13 @@ fn read_header(block: &[u8], addr: BlockAddr) -> Result<MetaHeader, FormatError>
         return Err(malformed(addr, "header reserved field is not zero"));
     }
     Ok(header)
+}
+
+/// The kind `block`'s header claims, without validating anything (`None` for a short block or
+/// an unknown kind): lets a descent tell leaves from internal nodes before parsing either.
+pub fn claimed_kind(block: &[u8]) -> Option<BlockKind> {
+    let header = MetaHeader::ref_from_bytes(block.get(..META_HEADER_SIZE)?).ok()?;
+    header.block_kind()
 }
 
 /// Binary search over `len` ascending keys read by `key_at`.
@@ -315,8 +322,8 @@ fn parse_leaf(block: &[u8], addr: BlockAddr) -> Result<LeafShape, FormatError> {
     if level != 0 {
         return Err(malformed(addr, format!("leaf has level {level}")));
     }
-    let fields = LeafFields::ref_from_bytes(&block[META_HEADER_SIZE..LEAF_HEADER_SIZE])
-        .expect("leaf header size is constant");
+    let fields =
+        LeafFields::ref_from_bytes(&block[META_HEADER_SIZE..LEAF_HEADER_SIZE]).expect("leaf header size is constant");
     let count = usize::from(fields.item_count.get());
     let values_start = usize::from(fields.values_start.get());
     if count > LEAF_ITEMS_MAX {
@@ -331,12 +338,24 @@ fn parse_leaf(block: &[u8], addr: BlockAddr) -> Result<LeafShape, FormatError> {
     }
     let mut previous: Option<Key> = None;
     for index in 0..count {
-        let key = check_leaf_item(block, addr, &shape, index)?;
+        // Nodes are parsed on every access, so the common case (a well-formed inline item) is
+        // decided by one combined test; the detailed checks and messages run only otherwise.
+        let entry = item_entry(block, index);
+        let key = Key::decode(&entry.key);
+        let (offset, len) = (usize::from(entry.value_offset.get()), usize::from(entry.value_len.get()));
+        let plain = entry.flags == 0
+            && entry.reserved.get() == 0
+            && len <= INLINE_VALUE_MAX
+            && offset >= values_start
+            && offset + len <= BLOCK_SIZE;
+        if !plain {
+            check_leaf_item(block, addr, &shape, index)?;
+        }
         if previous.is_some_and(|p| p >= key) {
             return Err(malformed(addr, format!("leaf item {index} key {key:?} is not above its predecessor")));
         }
         previous = Some(key);
-        shape.value_bytes += usize::from(item_entry(block, index).value_len.get());
+        shape.value_bytes += len;
     }
     // The values must fit their region for compaction to be possible; disjointness is `verify`'s.
     if shape.value_bytes > BLOCK_SIZE - values_start {
@@ -345,7 +364,8 @@ fn parse_leaf(block: &[u8], addr: BlockAddr) -> Result<LeafShape, FormatError> {
     Ok(shape)
 }
 
-fn check_leaf_item(block: &[u8], addr: BlockAddr, shape: &LeafShape, index: usize) -> Result<Key, FormatError> {
+/// The full checks of one item, with a message naming what is wrong.
+fn check_leaf_item(block: &[u8], addr: BlockAddr, shape: &LeafShape, index: usize) -> Result<(), FormatError> {
     let entry = item_entry(block, index);
     let key = Key::decode(&entry.key);
     let offset = usize::from(entry.value_offset.get());
@@ -361,8 +381,7 @@ fn check_leaf_item(block: &[u8], addr: BlockAddr, shape: &LeafShape, index: usiz
     item.check(addr).map_err(|error| match error {
         FormatError::TooLarge { .. } => malformed(addr, format!("leaf item {index} inline value is {len} bytes")),
         other => other,
-    })?;
-    Ok(key)
+    })
 }
 
 /// A read-only view of a validated leaf.
@@ -647,8 +666,7 @@ pub fn build_leaf_into(block: &mut [u8], addr: BlockAddr, items: &[LeafItem<'_>]
 
 /// A fresh leaf block at `addr` holding inline `items` (strictly ascending), as mkfs writes it.
 pub fn build_leaf(addr: BlockAddr, items: &[(Key, &[u8])]) -> Result<Vec<u8>, FormatError> {
-    let items: Vec<LeafItem<'_>> =
-        items.iter().map(|&(key, value)| LeafItem { key, value, overflow: false }).collect();
+    let items: Vec<LeafItem<'_>> = items.iter().map(|&(key, value)| LeafItem { key, value, overflow: false }).collect();
     let mut block = vec![0u8; BLOCK_SIZE];
     build_leaf_into(&mut block, addr, &items)?;
     Ok(block)
@@ -1042,7 +1060,8 @@ impl OverflowRef {
     pub fn decode(bytes: &[u8], addr: BlockAddr) -> Result<OverflowRef, FormatError> {
         let raw = RawOverflowRef::read_from_bytes(bytes)
             .map_err(|_| malformed(addr, format!("overflow reference is {} bytes", bytes.len())))?;
-        let reference = OverflowRef { first: BlockAddr(raw.first.get()), total_len: raw.total_len.get(), crc: raw.crc.get() };
+        let reference =
+            OverflowRef { first: BlockAddr(raw.first.get()), total_len: raw.total_len.get(), crc: raw.crc.get() };
         let len = reference.len();
         if len <= INLINE_VALUE_MAX || len > VALUE_MAX {
             return Err(malformed(addr, format!("overflow value length {len} is out of range")));

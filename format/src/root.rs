@@ -72,7 +72,8 @@ impl VolumeRoot {
 
     /// Reads the fields of a verified root block.
     pub fn read(block: &[u8], addr: BlockAddr) -> Result<VolumeRoot, FormatError> {
-        let raw = RawRoot::read_from_bytes(&block[META_HEADER_SIZE..META_HEADER_SIZE + RAW_SIZE]).expect("size is constant");
+        let raw =
+            RawRoot::read_from_bytes(&block[META_HEADER_SIZE..META_HEADER_SIZE + RAW_SIZE]).expect("size is constant");
         if block[META_HEADER_SIZE + RAW_SIZE..].iter().any(|&b| b != 0) {
             return Err(FormatError::malformed(addr.0, "volume root: reserved bytes are not zero"));
         }

@@ -219,8 +219,8 @@ impl Superblock {
         if self.block_size as usize != BLOCK_SIZE {
             return Err(FormatError::UnsupportedBlockSize { found: self.block_size, supported: BLOCK_SIZE as u32 });
         }
-        let unknown = (self.features_incompat & !FEATURES_INCOMPAT_KNOWN)
-            | (self.features_ro_compat & !FEATURES_RO_COMPAT_KNOWN);
+        let unknown =
+            (self.features_incompat & !FEATURES_INCOMPAT_KNOWN) | (self.features_ro_compat & !FEATURES_RO_COMPAT_KNOWN);
         if unknown != 0 {
             return Err(FormatError::UnknownFeatures { flags: unknown });
         }
@@ -238,7 +238,10 @@ impl Superblock {
 
     /// Picks the superblock to use from the two slots: the valid one with the higher sequence.
     /// When neither is valid, returns the error of slot 0 (the one a user would recognise).
-    pub fn choose(slot0: Result<Superblock, FormatError>, slot1: Result<Superblock, FormatError>) -> Result<Superblock, FormatError> {
+    pub fn choose(
+        slot0: Result<Superblock, FormatError>,
+        slot1: Result<Superblock, FormatError>,
+    ) -> Result<Superblock, FormatError> {
         match (slot0, slot1) {
             (Ok(a), Ok(b)) => Ok(if b.sequence > a.sequence { b } else { a }),
             (Ok(a), Err(_)) => Ok(a),
@@ -281,7 +284,10 @@ mod tests {
             Err(FormatError::UnsupportedVersion { found: 2, .. })
         ));
         let unknown = Superblock { features_incompat: 1 << 40, ..sb.clone() };
-        assert!(matches!(Superblock::decode(&unknown.encode(), BlockAddr(0)), Err(FormatError::UnknownFeatures { .. })));
+        assert!(matches!(
+            Superblock::decode(&unknown.encode(), BlockAddr(0)),
+            Err(FormatError::UnknownFeatures { .. })
+        ));
 
         let mut block = sb.encode();
         block[300] = 1;
@@ -293,9 +299,6 @@ mod tests {
         let a = sample();
         let b = Superblock { sequence: a.sequence + 1, ..a.clone() };
         assert_eq!(Superblock::choose(Ok(a.clone()), Ok(b.clone())).unwrap().sequence, b.sequence);
-        assert_eq!(
-            Superblock::choose(Ok(a.clone()), Err(FormatError::NotVexfs { found: [0; 8] })).unwrap(),
-            a
-        );
+        assert_eq!(Superblock::choose(Ok(a.clone()), Err(FormatError::NotVexfs { found: [0; 8] })).unwrap(), a);
     }
 }

@@ -55,8 +55,8 @@ fn run_mkfs(device: &std::path::Path, options: MkfsOptions) -> ExitCode {
                 "{}: VexFS volume of {} blocks ({} MiB), journal {} MiB",
                 device.display(),
                 layout.block_count,
-                layout.block_count * 4096 >> 20,
-                layout.journal_blocks * 4096 >> 20
+                (layout.block_count * 4096) >> 20,
+                (layout.journal_blocks * 4096) >> 20
             );
             ExitCode::SUCCESS
         }
@@ -98,7 +98,11 @@ fn print_report(device: &std::path::Path, report: &vexfs_format::fsck::Report) {
         println!("... and {} more problems", report.problems_omitted);
     }
     let s = &report.stats;
-    let verdict = if report.is_clean() { "clean".to_string() } else { format!("{} problems", report.problems.len() as u64 + report.problems_omitted) };
+    let verdict = if report.is_clean() {
+        "clean".to_string()
+    } else {
+        format!("{} problems", report.problems.len() as u64 + report.problems_omitted)
+    };
     println!(
         "{}: {verdict}: {} inodes ({} directories, {} files, {} symlinks), {} tree blocks, {} data blocks, {} of {} blocks free",
         device.display(),

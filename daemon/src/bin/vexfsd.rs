@@ -23,7 +23,7 @@ struct Args {
     #[arg(long)]
     mount: PathBuf,
     /// Memory for the metadata cache, e.g. 256M (at least 16M).
-    #[arg(long, default_value = "256M", value_parser = parse_size)]
+    #[arg(long, default_value = "256M", value_parser = vexfs_format::units::parse_size)]
     cache_size: u64,
     /// FUSE worker threads (default: the number of CPUs, at least 2).
     #[arg(long)]
@@ -34,27 +34,6 @@ struct Args {
     /// Write through to the daemon on every write() instead of caching in the kernel.
     #[arg(long)]
     no_writeback_cache: bool,
-}
-
-fn parse_size(text: &str) -> Result<u64, String> {
-    vexfs_client_size(text)
-}
-
-/// Sizes as `vexfs mkfs` takes them (K, M, G, T suffixes).
-fn vexfs_client_size(text: &str) -> Result<u64, String> {
-    let text = text.trim();
-    let split = text.find(|c: char| !c.is_ascii_digit()).unwrap_or(text.len());
-    let (number, unit) = text.split_at(split);
-    let number: u64 = number.parse().map_err(|_| format!("invalid size {text:?}"))?;
-    let shift = match unit.to_ascii_uppercase().trim_end_matches("IB").trim_end_matches('B') {
-        "" => 0,
-        "K" => 10,
-        "M" => 20,
-        "G" => 30,
-        "T" => 40,
-        other => return Err(format!("invalid size unit {other:?}")),
-    };
-    number.checked_mul(1 << shift).ok_or_else(|| format!("size {text:?} is too large"))
 }
 
 fn main() -> ExitCode {
@@ -80,8 +59,12 @@ fn serve(args: &Args) -> Result<()> {
     let arena_bytes = args.cache_size as usize + (threads + 2) * (8 << 20) + (64 << 20);
     let arena = Arena::new(arena_bytes).context("cannot allocate the I/O buffer arena")?;
     let storage = UringStorage::new(device, arena).context("cannot set up io_uring")?;
-    let options = EngineOptions { cache_bytes: args.cache_size as usize, commit_interval: Duration::from_millis(args.commit_interval_ms.max(1)) };
-    let engine = Engine::open(storage, Arc::new(SystemClock), options).with_context(|| format!("{}", args.device.display()))?;
+    let options = EngineOptions {
+        cache_bytes: args.cache_size as usize,
+        commit_interval: Duration::from_millis(args.commit_interval_ms.max(1)),
+    };
+    let engine =
+        Engine::open(storage, Arc::new(SystemClock), options).with_context(|| format!("{}", args.device.display()))?;
     let mount_options = MountOptions { fsname: args.device.display().to_string(), ..MountOptions::default() };
     let fd = mount::mount(&args.mount, &mount_options)?;
     tracing::info!(device = %args.device.display(), mount = %args.mount.display(), threads, "serving");

@@ -155,7 +155,8 @@ impl Cache {
 
     /// Every dirty frame, in address order.
     pub fn dirty_frames(&self) -> Vec<FrameId> {
-        let mut ids: Vec<FrameId> = (0..self.frames.len()).filter(|&id| self.frames[id].valid && self.frames[id].dirty).collect();
+        let mut ids: Vec<FrameId> =
+            (0..self.frames.len()).filter(|&id| self.frames[id].valid && self.frames[id].dirty).collect();
         ids.sort_by_key(|&id| self.frames[id].addr);
         ids
     }

@@ -84,7 +84,11 @@ fn pieces_of(first: u64, count: u64, extents: &[(u64, Extent)]) -> Vec<Piece> {
         let stop = extent_end.min(end);
         if stop > start {
             let device = extent.start + (start - offset);
-            pieces.push(Piece { file_block: start, count: stop - start, place: Place::Mapped { start: device, unwritten: extent.is_unwritten() } });
+            pieces.push(Piece {
+                file_block: start,
+                count: stop - start,
+                place: Place::Mapped { start: device, unwritten: extent.is_unwritten() },
+            });
         }
         cursor = cursor.max(stop);
     }
@@ -221,7 +225,7 @@ impl<S: Storage> EngineHandle<S> {
         let head = offset - first * BLOCK;
         let tail_end = head + data.len() as u64;
         let partial_head = head != 0;
-        let partial_tail = tail_end % BLOCK != 0;
+        let partial_tail = !tail_end.is_multiple_of(BLOCK);
         if partial_head || partial_tail {
             self.load_partial(&mut staging, first, count, old_size, pieces, partial_head, partial_tail)?;
         }
@@ -241,7 +245,16 @@ impl<S: Storage> EngineHandle<S> {
     /// Reads the first and/or last block of a write that covers them only partly. Blocks without
     /// data, or wholly past the old end of file, start as zeros.
     #[allow(clippy::too_many_arguments)]
-    fn load_partial(&self, staging: &mut [u8], first: u64, count: u64, old_size: u64, pieces: &[Piece], head: bool, tail: bool) -> Result<()> {
+    fn load_partial(
+        &self,
+        staging: &mut [u8],
+        first: u64,
+        count: u64,
+        old_size: u64,
+        pieces: &[Piece],
+        head: bool,
+        tail: bool,
+    ) -> Result<()> {
         let mut wanted = Vec::new();
         if head {
             wanted.push(first);
@@ -251,7 +264,10 @@ impl<S: Storage> EngineHandle<S> {
         }
         for block in wanted {
             let slot = ((block - first) * BLOCK) as usize;
-            let piece = pieces.iter().find(|p| (p.file_block..p.file_block + p.count).contains(&block)).expect("pieces cover the write");
+            let piece = pieces
+                .iter()
+                .find(|p| (p.file_block..p.file_block + p.count).contains(&block))
+                .expect("pieces cover the write");
             let target = &mut staging[slot..slot + BLOCK_SIZE];
             match piece.device_block(block) {
                 Some(device) if piece.holds_data() && block * BLOCK < old_size => {
@@ -304,7 +320,7 @@ impl<S: Storage> EngineHandle<S> {
 
     /// Zeroes the bytes of the block holding `size` from `size` on, if that block holds data.
     fn zero_block_tail(&self, ino: u64, size: u64) -> Result<()> {
-        if size % BLOCK == 0 {
+        if size.is_multiple_of(BLOCK) {
             return Ok(());
         }
         let block = size / BLOCK;
@@ -490,7 +506,13 @@ fn plan_write<S: Storage>(tx: &mut Tx<'_, S>, ino: u64, first: u64, count: u64, 
 }
 
 /// Links the blocks of a finished write into the file and updates size and times.
-fn link_write<S: Storage>(tx: &mut Tx<'_, S>, ino: u64, pieces: &[Piece], end: u64, now: vexfs_format::inode::Timestamp) -> Result<()> {
+fn link_write<S: Storage>(
+    tx: &mut Tx<'_, S>,
+    ino: u64,
+    pieces: &[Piece],
+    end: u64,
+    now: vexfs_format::inode::Timestamp,
+) -> Result<()> {
     let mut record = it::get_inode(tx, ino)?;
     for piece in pieces {
         match piece.place {
@@ -514,7 +536,14 @@ fn link_write<S: Storage>(tx: &mut Tx<'_, S>, ino: u64, pieces: &[Piece], end: u
 
 /// Unmaps and frees up to [`FREE_EXTENTS_STEP`] extents of blocks `first..first+count` (only
 /// written ones if `only_written`). Returns true when nothing of the range is left.
-fn free_range<S: Storage>(tx: &mut Tx<'_, S>, ino: u64, record: &mut InodeRecord, first: u64, count: u64, only_written: bool) -> Result<bool> {
+fn free_range<S: Storage>(
+    tx: &mut Tx<'_, S>,
+    ino: u64,
+    record: &mut InodeRecord,
+    first: u64,
+    count: u64,
+    only_written: bool,
+) -> Result<bool> {
     let found = it::extents(tx, ino, first, count)?;
     let mut freed = 0;
     let end = first.saturating_add(count);
@@ -534,7 +563,13 @@ fn free_range<S: Storage>(tx: &mut Tx<'_, S>, ino: u64, record: &mut InodeRecord
 
 /// Allocates unwritten extents for the holes in `cursor..last`, at most a bounded number per
 /// step. Returns where the next step starts.
-fn allocate_unwritten<S: Storage>(tx: &mut Tx<'_, S>, ino: u64, record: &mut InodeRecord, cursor: u64, last: u64) -> Result<u64> {
+fn allocate_unwritten<S: Storage>(
+    tx: &mut Tx<'_, S>,
+    ino: u64,
+    record: &mut InodeRecord,
+    cursor: u64,
+    last: u64,
+) -> Result<u64> {
     const ALLOCATIONS_STEP: usize = 32;
     let pieces = pieces_of(cursor, last - cursor, &it::extents(tx, ino, cursor, last - cursor)?);
     let mut allocations = 0;
@@ -590,9 +625,13 @@ mod tests {
 
     #[test]
     fn pieces_cover_holes_and_extents() {
-        let extents = [(2, Extent { start: 100, length: 3, flags: 0 }), (7, Extent { start: 200, length: 10, flags: EXTENT_UNWRITTEN })];
+        let extents = [
+            (2, Extent { start: 100, length: 3, flags: 0 }),
+            (7, Extent { start: 200, length: 10, flags: EXTENT_UNWRITTEN }),
+        ];
         let pieces = pieces_of(0, 10, &extents);
-        let summary: Vec<(u64, u64, Option<u64>)> = pieces.iter().map(|p| (p.file_block, p.count, p.device_block(p.file_block))).collect();
+        let summary: Vec<(u64, u64, Option<u64>)> =
+            pieces.iter().map(|p| (p.file_block, p.count, p.device_block(p.file_block))).collect();
         assert_eq!(summary, vec![(0, 2, None), (2, 3, Some(100)), (5, 2, None), (7, 3, Some(200))]);
         assert!(pieces[1].holds_data());
         assert!(!pieces[3].holds_data());

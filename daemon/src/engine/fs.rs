@@ -241,7 +241,15 @@ impl<S: Storage> EngineHandle<S> {
         self.create_node(parent, name, file_type::SYMLINK | 0o777, 0, creds, Some(target))
     }
 
-    fn create_node(&self, parent: u64, name: &[u8], mode: u32, rdev: u32, creds: Creds, target: Option<&[u8]>) -> Result<Attr> {
+    fn create_node(
+        &self,
+        parent: u64,
+        name: &[u8],
+        mode: u32,
+        rdev: u32,
+        creds: Creds,
+        target: Option<&[u8]>,
+    ) -> Result<Attr> {
         check_name(name)?;
         let now = self.shared.now();
         let attr = self.shared.run_retrying(|tx| {
@@ -255,7 +263,8 @@ impl<S: Storage> EngineHandle<S> {
                 return Err(EngineError::TooManyLinks);
             }
             let (ino, generation) = it::new_ino(tx)?;
-            let record = new_record(&dir, mode, rdev, creds, now, generation, parent, target.map_or(0, |t| t.len() as u64));
+            let record =
+                new_record(&dir, mode, rdev, creds, now, generation, parent, target.map_or(0, |t| t.len() as u64));
             if let Some(target) = target {
                 it::put(tx, Key::new(ino, ItemKind::Symlink, 0), target)?;
             }
@@ -372,8 +381,9 @@ impl<S: Storage> EngineHandle<S> {
             if record.kind() != file_type::SYMLINK {
                 return Err(EngineError::Invalid("not a symbolic link"));
             }
-            it::get(tx, Key::new(ino, ItemKind::Symlink, 0))?
-                .ok_or_else(|| EngineError::Corrupt(vexfs_format::FormatError::malformed(0, format!("symlink {ino} has no target"))))
+            it::get(tx, Key::new(ino, ItemKind::Symlink, 0))?.ok_or_else(|| {
+                EngineError::Corrupt(vexfs_format::FormatError::malformed(0, format!("symlink {ino} has no target")))
+            })
         })
     }
 
@@ -469,7 +479,17 @@ impl<S: Storage> EngineHandle<S> {
     }
 }
 
-fn new_record(dir: &InodeRecord, mode: u32, rdev: u32, creds: Creds, now: Timestamp, generation: u64, parent: u64, size: u64) -> InodeRecord {
+#[allow(clippy::too_many_arguments)]
+fn new_record(
+    dir: &InodeRecord,
+    mode: u32,
+    rdev: u32,
+    creds: Creds,
+    now: Timestamp,
+    generation: u64,
+    parent: u64,
+    size: u64,
+) -> InodeRecord {
     let is_dir = mode & file_type::MASK == file_type::DIRECTORY;
     let setgid_dir = dir.mode & libc::S_ISGID != 0;
     let gid = if setgid_dir { dir.gid } else { creds.gid };
@@ -530,11 +550,22 @@ fn is_ancestor<S: Storage>(tx: &mut Tx<'_, S>, ancestor: u64, dir: u64) -> Resul
         }
         current = it::get_inode(tx, current)?.parent;
     }
-    Err(EngineError::Corrupt(vexfs_format::FormatError::malformed(0, format!("directory {dir}: parent chain longer than {DEPTH_MAX}"))))
+    Err(EngineError::Corrupt(vexfs_format::FormatError::malformed(
+        0,
+        format!("directory {dir}: parent chain longer than {DEPTH_MAX}"),
+    )))
 }
 
 /// The rename operation; returns an inode left without links (to free when unreferenced).
-fn rename_op<S: Storage>(tx: &mut Tx<'_, S>, parent: u64, name: &[u8], new_parent: u64, new_name: &[u8], flags: RenameFlags, now: Timestamp) -> Result<Option<u64>> {
+fn rename_op<S: Storage>(
+    tx: &mut Tx<'_, S>,
+    parent: u64,
+    name: &[u8],
+    new_parent: u64,
+    new_name: &[u8],
+    flags: RenameFlags,
+    now: Timestamp,
+) -> Result<Option<u64>> {
     let mut records = Records::new();
     records.dir(tx, parent)?;
     records.dir(tx, new_parent)?;
@@ -613,7 +644,13 @@ fn touch_dirs<S: Storage>(records: &mut Records, tx: &mut Tx<'_, S>, dirs: &[u64
 }
 
 /// RENAME_EXCHANGE: swaps two entries atomically.
-fn exchange<S: Storage>(tx: &mut Tx<'_, S>, records: &mut Records, a: (u64, &[u8], u64), b: (u64, &[u8], u64), now: Timestamp) -> Result<()> {
+fn exchange<S: Storage>(
+    tx: &mut Tx<'_, S>,
+    records: &mut Records,
+    a: (u64, &[u8], u64),
+    b: (u64, &[u8], u64),
+    now: Timestamp,
+) -> Result<()> {
     let (a_dir, a_name, a_ino) = a;
     let (b_dir, b_name, b_ino) = b;
     if a_ino == b_ino {
@@ -651,7 +688,13 @@ fn readdir_batch<S: Storage>(tx: &mut Tx<'_, S>, ino: u64, offset: u64, plus: bo
         return Err(EngineError::NotDir);
     }
     let mut batch = Vec::new();
-    let dot = |name: &[u8], ino: u64, next_offset: u64| DirItem { ino, dtype: file_type::dirent_type(file_type::DIRECTORY), name: name.to_vec(), next_offset, attr: None };
+    let dot = |name: &[u8], ino: u64, next_offset: u64| DirItem {
+        ino,
+        dtype: file_type::dirent_type(file_type::DIRECTORY),
+        name: name.to_vec(),
+        next_offset,
+        attr: None,
+    };
     if offset == 0 {
         batch.push(dot(b".", ino, 1));
     }
@@ -659,14 +702,19 @@ fn readdir_batch<S: Storage>(tx: &mut Tx<'_, S>, ino: u64, offset: u64, plus: bo
         batch.push(dot(b"..", record.parent, 2));
     }
     let mut raw = Vec::new();
-    it::scan(tx, Key::new(ino, ItemKind::DirIndex, offset.max(DIR_FIRST_INDEX)), it::kind_end(ino, ItemKind::DirIndex), |key, value| {
-        raw.push((key.offset, value.to_vec()));
-        if raw.len() >= READDIR_BATCH {
-            ControlFlow::Break(())
-        } else {
-            ControlFlow::Continue(())
-        }
-    })?;
+    it::scan(
+        tx,
+        Key::new(ino, ItemKind::DirIndex, offset.max(DIR_FIRST_INDEX)),
+        it::kind_end(ino, ItemKind::DirIndex),
+        |key, value| {
+            raw.push((key.offset, value.to_vec()));
+            if raw.len() >= READDIR_BATCH {
+                ControlFlow::Break(())
+            } else {
+                ControlFlow::Continue(())
+            }
+        },
+    )?;
     for (index, value) in raw {
         let (child, dtype, name) = items::decode_dir_index(&value, 0)?;
         let attr = if plus { Some(Attr { ino: child, record: it::get_inode(tx, child)? }) } else { None };

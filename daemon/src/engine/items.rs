@@ -35,7 +35,12 @@ pub fn del<S: Storage>(tx: &mut Tx<'_, S>, key: Key) -> Result<Option<Vec<u8>>> 
 }
 
 /// Visits items with keys in `from..to`.
-pub fn scan<S: Storage>(tx: &mut Tx<'_, S>, from: Key, to: Key, f: impl FnMut(Key, &[u8]) -> ControlFlow<()>) -> Result<()> {
+pub fn scan<S: Storage>(
+    tx: &mut Tx<'_, S>,
+    from: Key,
+    to: Key,
+    f: impl FnMut(Key, &[u8]) -> ControlFlow<()>,
+) -> Result<()> {
     tree(tx).range(tx, from, to, f)
 }
 
@@ -88,7 +93,14 @@ pub fn dir_lookup<S: Storage>(tx: &mut Tx<'_, S>, dir: u64, name: &[u8]) -> Resu
 
 /// Adds an entry to directory `dir`, whose record the caller holds (and writes back afterwards):
 /// the entry takes the directory's next readdir position.
-pub fn dir_add<S: Storage>(tx: &mut Tx<'_, S>, dir: u64, dir_record: &mut InodeRecord, name: &[u8], child: u64, dtype: u8) -> Result<()> {
+pub fn dir_add<S: Storage>(
+    tx: &mut Tx<'_, S>,
+    dir: u64,
+    dir_record: &mut InodeRecord,
+    name: &[u8],
+    child: u64,
+    dtype: u8,
+) -> Result<()> {
     let index = dir_record.dir_next_index;
     dir_record.dir_next_index += 1;
     let key = Key::new(dir, ItemKind::DirEntry, items::name_hash(name));
@@ -104,7 +116,12 @@ pub fn dir_add<S: Storage>(tx: &mut Tx<'_, S>, dir: u64, dir_record: &mut InodeR
 }
 
 /// Removes `name` from directory `dir`; the caller updates the directory's record.
-pub fn dir_remove<S: Storage>(tx: &mut Tx<'_, S>, dir: u64, dir_record: &mut InodeRecord, name: &[u8]) -> Result<DirEntry> {
+pub fn dir_remove<S: Storage>(
+    tx: &mut Tx<'_, S>,
+    dir: u64,
+    dir_record: &mut InodeRecord,
+    name: &[u8],
+) -> Result<DirEntry> {
     let key = Key::new(dir, ItemKind::DirEntry, items::name_hash(name));
     let value = get(tx, key)?.ok_or(EngineError::NotFound)?;
     let mut entries = items::decode_dir_entries(&value, 0)?;
@@ -160,16 +177,14 @@ pub fn extents<S: Storage>(tx: &mut Tx<'_, S>, ino: u64, first: u64, count: u64)
         }
     }
     let mut error = None;
-    scan(tx, Key::new(ino, ItemKind::Extent, first), scan_end, |key, value| {
-        match Extent::decode(value, 0) {
-            Ok(extent) => {
-                out.push((key.offset, extent));
-                ControlFlow::Continue(())
-            }
-            Err(e) => {
-                error = Some(e);
-                ControlFlow::Break(())
-            }
+    scan(tx, Key::new(ino, ItemKind::Extent, first), scan_end, |key, value| match Extent::decode(value, 0) {
+        Ok(extent) => {
+            out.push((key.offset, extent));
+            ControlFlow::Continue(())
+        }
+        Err(e) => {
+            error = Some(e);
+            ControlFlow::Break(())
         }
     })?;
     match error {
@@ -181,7 +196,13 @@ pub fn extents<S: Storage>(tx: &mut Tx<'_, S>, ino: u64, first: u64, count: u64)
 /// Removes the mapping of file blocks `first..first+count` (at most `extents_max` extents),
 /// splitting extents at the edges. Returns the removed pieces as (file block, extent) and whether
 /// the whole range is now unmapped. The blocks are not freed: the caller frees or reuses them.
-pub fn unmap<S: Storage>(tx: &mut Tx<'_, S>, ino: u64, first: u64, count: u64, extents_max: usize) -> Result<(Vec<(u64, Extent)>, bool)> {
+pub fn unmap<S: Storage>(
+    tx: &mut Tx<'_, S>,
+    ino: u64,
+    first: u64,
+    count: u64,
+    extents_max: usize,
+) -> Result<(Vec<(u64, Extent)>, bool)> {
     let end = first.saturating_add(count);
     let found = extents(tx, ino, first, count)?;
     let complete = found.len() <= extents_max;
@@ -200,7 +221,11 @@ pub fn unmap<S: Storage>(tx: &mut Tx<'_, S>, ino: u64, first: u64, count: u64, e
         }
         let cut_start = offset.max(first);
         let cut_end = extent_end.min(end);
-        let piece = Extent { start: extent.start + (cut_start - offset), length: (cut_end - cut_start) as u32, flags: extent.flags };
+        let piece = Extent {
+            start: extent.start + (cut_start - offset),
+            length: (cut_end - cut_start) as u32,
+            flags: extent.flags,
+        };
         removed.push((cut_start, piece));
     }
     Ok((removed, complete))

@@ -14,8 +14,9 @@
 //! commit), so after a flush the superblock's tail can move to the head; then metadata blocks
 //! freed by earlier transactions can be reused, since no replayable image of them remains.
 //!
-//! Ordered data: a data write completes before the operation that inserts its extent runs, so the
-//! flush in step 3 covers the data of every extent the transaction references.
+//! Ordered data: a data write completes before the operation that inserts its extent runs, and a
+//! commit flushes completed data writes before it writes the journal, so a committed transaction
+//! never references data that is not on the device.
 
 use vexfs_format::journal::{self, Image, JournalRegion};
 use vexfs_format::superblock::{Superblock, VolumeState};
@@ -79,8 +80,13 @@ impl<S: Storage> Shared<S> {
         if journal.used + blocks > journal.region.blocks {
             self.reset_journal(journal, VolumeState::Mounted)?;
         }
+        // Data the transaction references must be on the device before its commit block can be:
+        // a power cut between the journal write and the flush could otherwise keep the commit
+        // and lose the data.
+        if self.data_unflushed.swap(false, std::sync::atomic::Ordering::AcqRel) {
+            self.storage.flush()?;
+        }
         self.write_transaction(journal, seq, &snapshot)?;
-        self.data_unflushed.store(false, std::sync::atomic::Ordering::Release);
         self.storage.flush()?;
         journal.head = (journal.head + blocks) % journal.region.blocks;
         journal.used += blocks;
@@ -121,7 +127,8 @@ impl<S: Storage> Shared<S> {
             buf[..BLOCK_SIZE].copy_from_slice(contents);
             bufs.push((addr.byte_offset(), buf));
         }
-        let ops: Vec<WriteOp<'_>> = bufs.iter().map(|(offset, buf)| WriteOp { offset: *offset, buf: &buf[..BLOCK_SIZE] }).collect();
+        let ops: Vec<WriteOp<'_>> =
+            bufs.iter().map(|(offset, buf)| WriteOp { offset: *offset, buf: &buf[..BLOCK_SIZE] }).collect();
         self.storage.write_batch(&ops)?;
         Ok(())
     }
@@ -195,7 +202,8 @@ pub fn replay<S: Storage>(storage: &S, sb: &Superblock) -> Result<(u64, u64, usi
     let region = JournalRegion { start: sb.journal_start, blocks: sb.journal_blocks, volume_id: sb.volume_id() };
     let mut buf = storage.alloc_buffer(BLOCK_SIZE);
     let mut read = |addr: BlockAddr, out: &mut [u8]| -> Result<()> {
-        storage.read_batch(&mut [crate::storage::ReadOp { offset: addr.byte_offset(), buf: &mut buf[..BLOCK_SIZE] }])?;
+        storage
+            .read_batch(&mut [crate::storage::ReadOp { offset: addr.byte_offset(), buf: &mut buf[..BLOCK_SIZE] }])?;
         out.copy_from_slice(&buf[..BLOCK_SIZE]);
         Ok(())
     };
@@ -205,13 +213,17 @@ pub fn replay<S: Storage>(storage: &S, sb: &Superblock) -> Result<(u64, u64, usi
         let mut bufs = Vec::with_capacity(chunk.len());
         for &(home, pos) in chunk {
             let mut image = storage.alloc_buffer(BLOCK_SIZE);
-            storage.read_batch(&mut [crate::storage::ReadOp { offset: region.addr(pos).byte_offset(), buf: &mut image[..BLOCK_SIZE] }])?;
+            storage.read_batch(&mut [crate::storage::ReadOp {
+                offset: region.addr(pos).byte_offset(),
+                buf: &mut image[..BLOCK_SIZE],
+            }])?;
             if home.0 >= sb.block_count {
                 return Err(EngineError::Volume(format!("journal names block {home} outside the volume")));
             }
             bufs.push((home, image));
         }
-        let ops: Vec<WriteOp<'_>> = bufs.iter().map(|(home, buf)| WriteOp { offset: home.byte_offset(), buf: &buf[..BLOCK_SIZE] }).collect();
+        let ops: Vec<WriteOp<'_>> =
+            bufs.iter().map(|(home, buf)| WriteOp { offset: home.byte_offset(), buf: &buf[..BLOCK_SIZE] }).collect();
         storage.write_batch(&ops)?;
     }
     if !plan.is_empty() {

@@ -24,7 +24,8 @@ use crate::storage::Storage;
 pub const OP_BLOCKS_MAX: usize = 256;
 
 /// Metadata kinds a tree or allocator read accepts; the caller checks the exact kind.
-const META_KINDS: [BlockKind; 5] = [BlockKind::Leaf, BlockKind::Internal, BlockKind::Overflow, BlockKind::Root, BlockKind::Bitmap];
+const META_KINDS: [BlockKind; 5] =
+    [BlockKind::Leaf, BlockKind::Internal, BlockKind::Overflow, BlockKind::Root, BlockKind::Bitmap];
 
 /// The running transaction's bookkeeping beyond its dirty blocks (which the cache tracks).
 #[derive(Default)]
@@ -120,7 +121,8 @@ impl<'a, S: Storage> Tx<'a, S> {
         for group in groups {
             let addr = BlockAddr(self.meta.alloc.bitmap_start + group);
             let id = self.meta.cache.lookup(addr.0).expect("a touched bitmap block stays cached");
-            self.meta.alloc.group_free[group as usize] = bitmap::count_free(bitmap::bits(self.meta.cache.data(id))) as u32;
+            self.meta.alloc.group_free[group as usize] =
+                bitmap::count_free(bitmap::bits(self.meta.cache.data(id))) as u32;
         }
     }
 
@@ -178,7 +180,11 @@ impl<'a, S: Storage> Tx<'a, S> {
                 if bitmap::get(bits, i) == used {
                     return Err(EngineError::Corrupt(vexfs_format::FormatError::malformed(
                         bitmap_addr,
-                        format!("bitmap: block {} is already {}", block + (i - bit) as u64, if used { "in use" } else { "free" }),
+                        format!(
+                            "bitmap: block {} is already {}",
+                            block + (i - bit) as u64,
+                            if used { "in use" } else { "free" }
+                        ),
                     )));
                 }
                 bitmap::set(bits, i, used);

@@ -65,7 +65,8 @@ impl<S: Storage> Engine<S> {
         let journal = JournalState { region, head, used: 0, next_seq, superblock: sb.clone() };
         // Dirty blocks are bounded so that a commit fits in half the ring and dirty plus pinned
         // frames stay under half the cache (the cache's eviction invariant).
-        let txn_blocks_max = (sb.journal_blocks as usize / 2).min(cache_frames / 4).saturating_sub(OP_BLOCKS_MAX).max(16);
+        let txn_blocks_max =
+            (sb.journal_blocks as usize / 2).min(cache_frames / 4).saturating_sub(OP_BLOCKS_MAX).max(16);
         let shared = Arc::new(Shared {
             storage,
             clock,
@@ -131,11 +132,17 @@ impl<S: Storage> Shared<S> {
             let root: VolumeRoot = tx.root()?;
             let tree_root = tx.meta.tree_root;
             if root.tree_root != tree_root {
-                return Err(FormatError::malformed(tx.meta.root_block.0, "volume root names a different tree root").into());
+                return Err(
+                    FormatError::malformed(tx.meta.root_block.0, "volume root names a different tree root").into()
+                );
             }
             let clear: u64 = tx.meta.alloc.group_free.iter().map(|&f| u64::from(f)).sum();
             if clear != root.free_blocks {
-                tracing::warn!(bitmap = clear, root = root.free_blocks, "free block count disagrees with the bitmap; using the bitmap");
+                tracing::warn!(
+                    bitmap = clear,
+                    root = root.free_blocks,
+                    "free block count disagrees with the bitmap; using the bitmap"
+                );
                 tx.update_root(|root| root.free_blocks = clear)?;
             }
             Ok(())

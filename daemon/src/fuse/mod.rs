@@ -1,1 +1,26 @@
-//! FUSE front door (in progress).
+//! FUSE front door: the kernel's FUSE protocol, decoded and encoded by us (no libfuse, no fuser).
+//!
+//! The layer has four parts, and only the last knows how bytes travel:
+//! - [`abi`]: the kernel's wire structs and constants (`linux/fuse.h`), verbatim.
+//! - [`request`]: bytes to a typed [`request::Request`], without `unsafe` and without panics.
+//! - [`reply`]: typed answers to bytes, one [`reply::Reply`] per request, EIO if one is dropped.
+//! - [`transport`]: the [`transport::Transport`] trait and the classic `/dev/fuse` channel, with
+//!   request buffers that put WRITE data on a 4096-byte boundary for O_DIRECT.
+//!
+//! [`session`] runs INIT negotiation and the worker threads over these; [`mount`] mounts and
+//! unmounts. The planned FUSE-over-io_uring transport (`FUSE_IO_URING_CMD_REGISTER`,
+//! `FUSE_IO_URING_CMD_COMMIT_AND_FETCH`) delivers the same header, argument struct and payload
+//! in ring buffers ([`request::Request::parse_split`]) and takes the same vectored replies, so
+//! only a new `Transport` and its completion loop are needed.
+//!
+//! Architecture invariant: the protocol layer (all but the engine adapter, `ops`) touches no
+//! on-disk bytes and no engine state, and the adapter decodes nothing itself: it receives
+//! [`request::Operation`] values and answers through [`reply::Reply`].
+
+pub mod abi;
+pub mod mount;
+pub mod ops;
+pub mod reply;
+pub mod request;
+pub mod session;
+pub mod transport;

@@ -12,15 +12,25 @@ use vexfs_format::inode::{InodeRecord, Timestamp as DiskTime};
 use super::reply::{DirBuf, FileAttr, FileType, Reply, StatFs};
 use super::request::{Operation, Request, SetAttr as FuseSetAttr, TimeOrNow, Timestamp};
 use super::session::Handler;
-use crate::engine::{Attr, EngineError, EngineHandle, SetAttr, TimeSet};
 use crate::engine::fs::{Creds, RenameFlags};
 use crate::engine::items::XattrMode;
+use crate::engine::{Attr, EngineError, EngineHandle, SetAttr, TimeSet};
 use crate::storage::Storage;
 
 /// How long the kernel may cache entries and attributes. Every change to the namespace arrives
 /// through this mount, so the cache is never stale for long; other doors do not change POSIX
 /// attributes.
 const TTL: Duration = Duration::from_secs(5);
+/// Attributes of regular files are not cached: block counts change with every write the kernel
+/// flushes, and `du` or `stat` right after a write must see them (as on a local file system).
+fn attr_ttl(record: &InodeRecord) -> Duration {
+    if record.kind() == vexfs_format::inode::file_type::REGULAR {
+        Duration::ZERO
+    } else {
+        TTL
+    }
+}
+
 /// FOPEN_KEEP_CACHE: the page cache stays valid across opens (only this mount writes files).
 const FOPEN_KEEP_CACHE: u32 = 1 << 1;
 const RENAME_NOREPLACE: u32 = 1;
@@ -98,7 +108,7 @@ fn answer<T>(reply: Reply<'_>, result: Result<T, EngineError>, ok: impl FnOnce(R
 }
 
 fn entry(reply: Reply<'_>, attr: Attr) {
-    reply.entry(&file_attr(attr.ino, &attr.record), attr.record.generation, TTL, TTL);
+    reply.entry(&file_attr(attr.ino, &attr.record), attr.record.generation, TTL, attr_ttl(&attr.record));
 }
 
 impl<S: Storage> FuseDoor<S> {
@@ -128,7 +138,8 @@ impl<S: Storage> FuseDoor<S> {
                 None => FileAttr { ino: item.ino, mode: libc::S_IFDIR, ..dot_attr() },
             };
             let generation = item.attr.map_or(0, |a| a.record.generation);
-            buf.push_plus(&attr, generation, TTL, TTL, item.next_offset, name)
+            let ttl = item.attr.map_or(TTL, |a| attr_ttl(&a.record));
+            buf.push_plus(&attr, generation, TTL, ttl, item.next_offset, name)
         });
         answer(reply, result, |reply, ()| reply.dir(&buf));
     }
@@ -158,7 +169,20 @@ impl<S: Storage> FuseDoor<S> {
 
 fn dot_attr() -> FileAttr {
     let zero = Timestamp { secs: 0, nsecs: 0 };
-    FileAttr { ino: 0, size: 0, blocks: 0, atime: zero, mtime: zero, ctime: zero, mode: 0, nlink: 0, uid: 0, gid: 0, rdev: 0, blksize: 4096 }
+    FileAttr {
+        ino: 0,
+        size: 0,
+        blocks: 0,
+        atime: zero,
+        mtime: zero,
+        ctime: zero,
+        mode: 0,
+        nlink: 0,
+        uid: 0,
+        gid: 0,
+        rdev: 0,
+        blksize: 4096,
+    }
 }
 
 impl<S: Storage> Handler for FuseDoor<S> {
@@ -170,7 +194,9 @@ impl<S: Storage> Handler for FuseDoor<S> {
             Operation::Lookup { name } => answer(reply, e.lookup(ino, bytes(name)), entry),
             Operation::Forget { nlookup } => e.forget(ino, nlookup),
             Operation::BatchForget { forgets } => forgets.iter().for_each(|f| e.forget(f.nodeid, f.nlookup)),
-            Operation::Getattr { .. } => answer(reply, e.getattr(ino), |r, a| r.attr(&file_attr(a.ino, &a.record), TTL)),
+            Operation::Getattr { .. } => {
+                answer(reply, e.getattr(ino), |r, a| r.attr(&file_attr(a.ino, &a.record), attr_ttl(&a.record)))
+            }
             Operation::Setattr(ref change) => {
                 let result = (|| {
                     if change.kill_suidgid {
@@ -178,22 +204,29 @@ impl<S: Storage> Handler for FuseDoor<S> {
                     }
                     e.setattr(ino, &setattr(change))
                 })();
-                answer(reply, result, |r, a| r.attr(&file_attr(a.ino, &a.record), TTL));
+                answer(reply, result, |r, a| r.attr(&file_attr(a.ino, &a.record), attr_ttl(&a.record)));
             }
             Operation::Readlink => answer(reply, e.readlink(ino), |r, target| r.data(&target)),
-            Operation::Symlink { name, target } => answer(reply, e.symlink(ino, bytes(name), bytes(target), creds), entry),
-            Operation::Mknod { name, mode, rdev, .. } => answer(reply, e.mknod(ino, bytes(name), mode, rdev, creds), entry),
+            Operation::Symlink { name, target } => {
+                answer(reply, e.symlink(ino, bytes(name), bytes(target), creds), entry)
+            }
+            Operation::Mknod { name, mode, rdev, .. } => {
+                answer(reply, e.mknod(ino, bytes(name), mode, rdev, creds), entry)
+            }
             Operation::Mkdir { name, mode, .. } => answer(reply, e.mkdir(ino, bytes(name), mode, creds), entry),
             Operation::Unlink { name } => answer(reply, e.unlink(ino, bytes(name)), |r, ()| r.ok()),
             Operation::Rmdir { name } => answer(reply, e.rmdir(ino, bytes(name)), |r, ()| r.ok()),
             Operation::Rename { name, newdir, newname } => {
-                answer(reply, e.rename(ino, bytes(name), newdir, bytes(newname), RenameFlags::default()), |r, ()| r.ok())
+                answer(reply, e.rename(ino, bytes(name), newdir, bytes(newname), RenameFlags::default()), |r, ()| {
+                    r.ok()
+                })
             }
             Operation::Rename2 { name, newdir, newname, flags } => {
                 if flags & !(RENAME_NOREPLACE | RENAME_EXCHANGE) != 0 {
                     return reply.error(libc::EINVAL);
                 }
-                let flags = RenameFlags { noreplace: flags & RENAME_NOREPLACE != 0, exchange: flags & RENAME_EXCHANGE != 0 };
+                let flags =
+                    RenameFlags { noreplace: flags & RENAME_NOREPLACE != 0, exchange: flags & RENAME_EXCHANGE != 0 };
                 answer(reply, e.rename(ino, bytes(name), newdir, bytes(newname), flags), |r, ()| r.ok());
             }
             Operation::Link { ino: target, name } => answer(reply, e.link(target, ino, bytes(name)), entry),
@@ -209,9 +242,20 @@ impl<S: Storage> Handler for FuseDoor<S> {
             Operation::Create { name, flags, mode, .. } => {
                 let result = e.mknod(ino, bytes(name), libc::S_IFREG | (mode & 0o7777), 0, creds);
                 let _ = flags;
-                answer(reply, result, |r, a| r.create(&file_attr(a.ino, &a.record), a.record.generation, TTL, TTL, 0, FOPEN_KEEP_CACHE));
+                answer(reply, result, |r, a| {
+                    r.create(
+                        &file_attr(a.ino, &a.record),
+                        a.record.generation,
+                        TTL,
+                        Duration::ZERO,
+                        0,
+                        FOPEN_KEEP_CACHE,
+                    )
+                });
             }
-            Operation::Read { offset, size, .. } => answer(reply, e.read(ino, offset, size), |r, (buf, range)| r.data(&buf[range])),
+            Operation::Read { offset, size, .. } => {
+                answer(reply, e.read(ino, offset, size), |r, (buf, range)| r.data(&buf[range]))
+            }
             Operation::Write { offset, data, kill_suidgid, .. } => self.write(&req, offset, data, kill_suidgid, reply),
             Operation::Statfs => answer(reply, e.statfs(), |r, s| {
                 r.statfs(&StatFs {
@@ -251,8 +295,13 @@ impl<S: Storage> Handler for FuseDoor<S> {
             Operation::Opendir { .. } => answer(reply, e.getattr(ino), |r, _| r.open(0, 0)),
             Operation::Readdir { offset, size, .. } => self.readdir(ino, offset, size, false, reply),
             Operation::Readdirplus { offset, size, .. } => self.readdir(ino, offset, size, true, reply),
-            Operation::Flush { .. } | Operation::Release { .. } | Operation::Releasedir { .. } | Operation::Access { .. } => reply.ok(),
-            Operation::Fallocate { offset, length, mode, .. } => answer(reply, e.fallocate(ino, offset, length, mode), |r, ()| r.ok()),
+            Operation::Flush { .. }
+            | Operation::Release { .. }
+            | Operation::Releasedir { .. }
+            | Operation::Access { .. } => reply.ok(),
+            Operation::Fallocate { offset, length, mode, .. } => {
+                answer(reply, e.fallocate(ino, offset, length, mode), |r, ()| r.ok())
+            }
             Operation::Lseek { offset, whence, .. } => match whence {
                 3 | 4 => answer(reply, e.lseek(ino, offset, whence), |r, offset| r.lseek(offset)),
                 _ => reply.error(libc::EINVAL),

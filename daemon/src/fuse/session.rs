@@ -1,0 +1,345 @@
+//! A FUSE session: INIT negotiation, then worker threads that receive, decode and dispatch
+//! requests to a [`Handler`] until the file system is unmounted.
+//!
+//! Invariants:
+//! - INIT is answered on the mount's own fd before any worker starts; each worker then reads and
+//!   answers on its own cloned fd.
+//! - Every request that expects a reply gets exactly one: malformed requests get EIO, INIT after
+//!   the first gets EIO, DESTROY gets an empty success, everything else goes to the handler with
+//!   a [`Reply`] that answers EIO if dropped.
+//! - INTERRUPT is never answered and never reaches the handler: every request is completed
+//!   promptly, so there is nothing to cancel.
+//! - `Handler::destroy` runs exactly once: on DESTROY, or when the session ends without one.
+//!   (The kernel sends DESTROY only for `fuseblk` mounts; for ours, unmounting ends the reads.)
+
+use std::io;
+use std::os::fd::OwnedFd;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+
+use super::abi;
+use super::reply::Reply;
+use super::request::{Operation, ParseOptions, Request};
+use super::transport::{ClassicTransport, Received, RequestBuffer, Transport};
+
+/// The file system behind a session.
+pub trait Handler: Send + Sync + 'static {
+    /// Called once INIT has been answered, before the first other request.
+    fn init(&self, _info: &InitInfo) {}
+
+    /// Answers one request through `reply`. Called concurrently from all worker threads.
+    fn handle(&self, req: Request<'_>, reply: Reply<'_>);
+
+    /// Called once, when the kernel sends DESTROY or the session ends.
+    fn destroy(&self) {}
+}
+
+/// How a session is run and what it asks of the kernel.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SessionConfig {
+    /// Worker threads, each with its own `/dev/fuse` fd.
+    pub threads: usize,
+    /// Largest WRITE payload, a multiple of 4096; also the size of each worker's request buffer
+    /// (plus 8 KiB).
+    pub max_write: u32,
+    /// Let the kernel cache writes in the page cache and send them back in large WRITEs. The file
+    /// system must then accept READ on files opened write-only (the kernel fills partial pages)
+    /// and treat the kernel's `size` and `mtime` as authoritative.
+    pub writeback_cache: bool,
+    /// Upper bound on the kernel's readahead; the kernel's own limit applies too.
+    pub max_readahead: u32,
+}
+
+impl Default for SessionConfig {
+    fn default() -> Self {
+        SessionConfig { threads: 2, max_write: 1 << 20, writeback_cache: true, max_readahead: 1 << 20 }
+    }
+}
+
+/// The protocol and features agreed at INIT.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct InitInfo {
+    pub proto_major: u32,
+    /// The smaller of the kernel's minor version and ours.
+    pub proto_minor: u32,
+    /// What the kernel offered: a set of `abi::FUSE_*` INIT bits.
+    pub kernel_flags: u64,
+    /// What we enabled, a subset of `kernel_flags` (plus FUSE_INIT_EXT when flags2 is used).
+    pub flags: u64,
+    pub max_write: u32,
+    pub max_readahead: u32,
+    pub writeback_cache: bool,
+}
+
+/// Most worker threads one session runs (each holds an fd and a `max_write` buffer).
+const THREADS_MAX: usize = 64;
+/// The kernel counts `max_write` in pages (`max_pages`).
+const PAGE_SIZE: u32 = 4096;
+/// Bounds on `max_write`: one page, and a `max_pages` well inside the kernel's u16 field.
+const MAX_WRITE_MIN: u32 = PAGE_SIZE;
+const MAX_WRITE_MAX: u32 = 16 << 20;
+/// The oldest kernel protocol we speak: 7.31 (Linux 5.8) has every feature we negotiate except
+/// SETXATTR_EXT and INIT_EXT, which we then do without.
+const KERNEL_MINOR_MIN: u32 = 31;
+
+/// Requests every session asks for. Not asked: POSIX_LOCKS and FLOCK_LOCKS (so the kernel keeps
+/// locks locally), DONT_MASK (so the kernel applies the umask), EXPORT_SUPPORT (no NFS export).
+const FLAGS_WANTED: u64 = abi::FUSE_ASYNC_READ
+    | abi::FUSE_ATOMIC_O_TRUNC
+    | abi::FUSE_BIG_WRITES
+    | abi::FUSE_PARALLEL_DIROPS
+    | abi::FUSE_HANDLE_KILLPRIV_V2
+    | abi::FUSE_MAX_PAGES
+    | abi::FUSE_CACHE_SYMLINKS
+    | abi::FUSE_DO_READDIRPLUS
+    | abi::FUSE_READDIRPLUS_AUTO
+    | abi::FUSE_ASYNC_DIO
+    | abi::FUSE_SETXATTR_EXT
+    | abi::FUSE_INIT_EXT;
+
+/// Runs FUSE sessions; see the module documentation.
+pub struct Session {
+    _private: (),
+}
+
+impl Session {
+    /// Serves the file system mounted with `fd` until it is unmounted. Returns an error if INIT
+    /// fails or is refused, or if a worker fails; the file system stays mounted in that case.
+    pub fn run<H: Handler>(fd: OwnedFd, handler: Arc<H>, config: SessionConfig) -> io::Result<()> {
+        validate(&config)?;
+        let main = ClassicTransport::new(fd);
+        let Some(info) = serve_init(&main, &config)? else {
+            return Err(io::Error::new(io::ErrorKind::ConnectionAborted, "unmounted before INIT"));
+        };
+        tracing::info!(minor = info.proto_minor, flags = format_args!("{:#x}", info.flags), "FUSE session initialized");
+        handler.init(&info);
+        let channels = (0..config.threads).map(|_| main.clone_channel()).collect::<io::Result<Vec<_>>>()?;
+        let shared = Shared { handler, destroyed: AtomicBool::new(false), options: parse_options(&info) };
+        let result = run_workers(&shared, &channels, info.max_write);
+        shared.destroy_once();
+        result
+    }
+}
+
+fn validate(config: &SessionConfig) -> io::Result<()> {
+    let invalid = |what: String| Err(io::Error::new(io::ErrorKind::InvalidInput, what));
+    if config.threads == 0 || config.threads > THREADS_MAX {
+        return invalid(format!("threads = {} is outside 1..={THREADS_MAX}", config.threads));
+    }
+    let write_ok =
+        (MAX_WRITE_MIN..=MAX_WRITE_MAX).contains(&config.max_write) && config.max_write & (PAGE_SIZE - 1) == 0;
+    if !write_ok {
+        return invalid(format!("max_write = {} is not a multiple of 4096 in 4 KiB..=16 MiB", config.max_write));
+    }
+    Ok(())
+}
+
+/// State shared by the workers of one session.
+struct Shared<H> {
+    handler: Arc<H>,
+    destroyed: AtomicBool,
+    options: ParseOptions,
+}
+
+impl<H: Handler> Shared<H> {
+    fn destroy_once(&self) {
+        if !self.destroyed.swap(true, Ordering::AcqRel) {
+            self.handler.destroy();
+        }
+    }
+}
+
+fn parse_options(info: &InitInfo) -> ParseOptions {
+    ParseOptions { setxattr_ext: info.flags & abi::FUSE_SETXATTR_EXT != 0 }
+}
+
+/// Receives INIT and answers it. `Ok(None)` if the file system was unmounted first.
+fn serve_init(transport: &dyn Transport, config: &SessionConfig) -> io::Result<Option<InitInfo>> {
+    // INIT is small; the kernel still insists on a buffer of FUSE_MIN_READ_BUFFER bytes.
+    let mut buf = vec![0u8; abi::FUSE_MIN_READ_BUFFER];
+    let len = match transport.receive(&mut buf)? {
+        Received::Request(len) => len,
+        Received::Unmounted => return Ok(None),
+    };
+    let request = Request::parse(&buf[..len]).map_err(|err| io::Error::new(io::ErrorKind::InvalidData, err))?;
+    let reply = Reply::new(&request, transport);
+    let Operation::Init { major, minor, max_readahead, flags } = request.op else {
+        reply.error(libc::EIO);
+        let message = format!("first FUSE request is {}, not INIT", request.op.name());
+        return Err(io::Error::new(io::ErrorKind::InvalidData, message));
+    };
+    match negotiate(major, minor, max_readahead, flags, config) {
+        Ok((out, info)) => {
+            reply.init(&out);
+            Ok(Some(info))
+        }
+        Err(err) => {
+            reply.error(libc::EPROTO);
+            Err(err)
+        }
+    }
+}
+
+/// Chooses our INIT answer from the kernel's offer. Pure, so it is tested without a kernel.
+fn negotiate(
+    major: u32,
+    minor: u32,
+    kernel_readahead: u32,
+    kernel_flags: u64,
+    config: &SessionConfig,
+) -> io::Result<(abi::fuse_init_out, InitInfo)> {
+    if major != abi::FUSE_KERNEL_VERSION || minor < KERNEL_MINOR_MIN {
+        let (version, minor_min) = (abi::FUSE_KERNEL_VERSION, KERNEL_MINOR_MIN);
+        let needed = format!("major {version}, minor {minor_min} or newer");
+        let message = format!("kernel FUSE protocol {major}.{minor} is not supported: vexfsd needs {needed}");
+        return Err(io::Error::new(io::ErrorKind::Unsupported, message));
+    }
+    let mut wanted = FLAGS_WANTED;
+    if config.writeback_cache {
+        wanted |= abi::FUSE_WRITEBACK_CACHE;
+    }
+    let flags = wanted & kernel_flags;
+    let max_readahead = config.max_readahead.min(kernel_readahead);
+    let max_pages = u16::try_from(config.max_write / PAGE_SIZE).expect("max_write validated to at most 16 MiB");
+    let out = abi::fuse_init_out {
+        major: abi::FUSE_KERNEL_VERSION,
+        minor: abi::FUSE_KERNEL_MINOR_VERSION,
+        max_readahead,
+        // Truncation keeps bits 0..31; bits 32..63 go in flags2.
+        flags: flags as u32,
+        flags2: (flags >> 32) as u32,
+        max_write: config.max_write,
+        time_gran: 1,
+        max_pages,
+        ..Default::default()
+    };
+    let info = InitInfo {
+        proto_major: abi::FUSE_KERNEL_VERSION,
+        proto_minor: minor.min(abi::FUSE_KERNEL_MINOR_VERSION),
+        kernel_flags,
+        flags,
+        max_write: config.max_write,
+        max_readahead,
+        writeback_cache: flags & abi::FUSE_WRITEBACK_CACHE != 0,
+    };
+    Ok((out, info))
+}
+
+/// Runs one thread per channel and waits for all; the first error (or panic) is returned.
+fn run_workers<H: Handler>(shared: &Shared<H>, channels: &[ClassicTransport], max_write: u32) -> io::Result<()> {
+    std::thread::scope(|scope| {
+        let workers = channels
+            .iter()
+            .enumerate()
+            .map(|(index, channel)| {
+                std::thread::Builder::new()
+                    .name(format!("vexfs-fuse-{index}"))
+                    .spawn_scoped(scope, move || worker(shared, channel, max_write))
+            })
+            .collect::<io::Result<Vec<_>>>()?;
+        let mut result = Ok(());
+        for handle in workers {
+            let outcome = handle.join().unwrap_or_else(|_| Err(io::Error::other("a FUSE worker thread panicked")));
+            if let Err(err) = outcome {
+                tracing::error!(%err, "FUSE worker stopped");
+                result = result.and(Err(err));
+            }
+        }
+        result
+    })
+}
+
+/// Receives and dispatches requests until the file system is unmounted.
+fn worker<H: Handler>(shared: &Shared<H>, channel: &ClassicTransport, max_write: u32) -> io::Result<()> {
+    let mut buf = RequestBuffer::new(max_write);
+    loop {
+        match channel.receive(buf.read_area())? {
+            Received::Request(len) => dispatch(shared, channel, buf.request(len)),
+            Received::Unmounted => return Ok(()),
+        }
+    }
+}
+
+/// Decodes one request and routes it; independent of the transport it came on.
+fn dispatch<H: Handler>(shared: &Shared<H>, transport: &dyn Transport, bytes: &[u8]) {
+    let request = match Request::parse_with(bytes, shared.options) {
+        Ok(request) => request,
+        Err(err) => return reply_malformed(transport, &err),
+    };
+    tracing::trace!(unique = request.unique, op = request.op.name(), nodeid = request.nodeid, "request");
+    match request.op {
+        Operation::Interrupt { unique } => tracing::debug!(unique, "INTERRUPT ignored"),
+        Operation::Init { .. } => {
+            tracing::warn!(unique = request.unique, "INIT after the session started");
+            Reply::new(&request, transport).error(libc::EIO);
+        }
+        Operation::Destroy => {
+            shared.destroy_once();
+            Reply::new(&request, transport).ok();
+        }
+        _ => {
+            let reply = Reply::new(&request, transport);
+            shared.handler.handle(request, reply);
+        }
+    }
+}
+
+fn reply_malformed(transport: &dyn Transport, err: &super::request::RequestError) {
+    tracing::error!(%err, "malformed FUSE request");
+    if let Some(unique) = err.unique() {
+        Reply::for_unique(unique, transport).error(libc::EIO);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const KERNEL_FLAGS: u64 = (1 << 43) - 1;
+
+    #[test]
+    fn negotiate_with_a_6_18_kernel() {
+        let config = SessionConfig::default();
+        let (out, info) = negotiate(7, 45, 128 << 10, KERNEL_FLAGS, &config).expect("supported");
+        assert_eq!((out.major, out.minor), (7, abi::FUSE_KERNEL_MINOR_VERSION));
+        assert_eq!(info.proto_minor, 45);
+        assert_eq!(out.max_write, 1 << 20);
+        assert_eq!(out.max_pages, 256);
+        assert_eq!(out.time_gran, 1);
+        assert_eq!(out.max_readahead, 128 << 10, "never above the kernel's");
+        assert!(info.writeback_cache);
+        assert_eq!(info.flags, FLAGS_WANTED | abi::FUSE_WRITEBACK_CACHE);
+        assert_eq!(u64::from(out.flags), info.flags, "nothing wanted lives in flags2");
+        assert_eq!(out.flags2, 0);
+        for absent in [abi::FUSE_POSIX_LOCKS, abi::FUSE_FLOCK_LOCKS, abi::FUSE_DONT_MASK, abi::FUSE_EXPORT_SUPPORT] {
+            assert_eq!(info.flags & absent, 0);
+        }
+    }
+
+    #[test]
+    fn negotiate_only_what_the_kernel_offers() {
+        let config = SessionConfig { writeback_cache: false, ..SessionConfig::default() };
+        let offered = abi::FUSE_ASYNC_READ | abi::FUSE_WRITEBACK_CACHE | abi::FUSE_POSIX_LOCKS;
+        let (out, info) = negotiate(7, 31, 1 << 20, offered, &config).expect("7.31 is supported");
+        assert_eq!(info.flags, abi::FUSE_ASYNC_READ);
+        assert_eq!(u64::from(out.flags), abi::FUSE_ASYNC_READ);
+        assert!(!info.writeback_cache);
+        assert_eq!(parse_options(&info), ParseOptions { setxattr_ext: false });
+    }
+
+    #[test]
+    fn negotiate_refuses_old_or_foreign_protocols() {
+        let config = SessionConfig::default();
+        let err = negotiate(7, 30, 0, KERNEL_FLAGS, &config).expect_err("7.30 is too old");
+        assert!(err.to_string().contains("7.30 is not supported"), "{err}");
+        assert!(negotiate(8, 0, 0, KERNEL_FLAGS, &config).is_err());
+    }
+
+    #[test]
+    fn config_is_validated() {
+        assert!(validate(&SessionConfig::default()).is_ok());
+        assert!(validate(&SessionConfig { threads: 0, ..SessionConfig::default() }).is_err());
+        assert!(validate(&SessionConfig { max_write: 5000, ..SessionConfig::default() }).is_err());
+        assert!(validate(&SessionConfig { max_write: 32 << 20, ..SessionConfig::default() }).is_err());
+    }
+}
