@@ -68,3 +68,26 @@ pub trait Storage: Send + Sync + fmt::Debug + 'static {
     /// that the backend registered with the kernel where it can (io_uring fixed buffers).
     fn alloc_buffer(&self, len: usize) -> crate::io::IoBuf;
 }
+
+/// A shared storage is a storage: tests keep a handle on the simulator while the engine uses it.
+impl<T: Storage> Storage for std::sync::Arc<T> {
+    fn geometry(&self) -> Geometry {
+        (**self).geometry()
+    }
+
+    fn read_batch(&self, ops: &mut [ReadOp<'_>]) -> Result<(), IoError> {
+        (**self).read_batch(ops)
+    }
+
+    fn write_batch(&self, ops: &[WriteOp<'_>]) -> Result<(), IoError> {
+        (**self).write_batch(ops)
+    }
+
+    fn flush(&self) -> Result<(), IoError> {
+        (**self).flush()
+    }
+
+    fn alloc_buffer(&self, len: usize) -> crate::io::IoBuf {
+        (**self).alloc_buffer(len)
+    }
+}

@@ -117,33 +117,28 @@ fn print_report(device: &std::path::Path, report: &vexfs_format::fsck::Report) {
     );
 }
 
-/// JSON by hand: the report is a few flat fields and a list of strings, not worth a dependency.
+/// The report as one JSON object (`--json`), for scripts and tests.
 fn report_json(report: &vexfs_format::fsck::Report) -> String {
-    let quote = |s: &str| format!("\"{}\"", s.replace('\\', "\\\\").replace('"', "\\\"").replace('\n', "\\n"));
-    let problems: Vec<String> = report
+    let problems: Vec<serde_json::Value> = report
         .problems
         .iter()
-        .map(|p| {
-            let block = p.block.map_or("null".to_string(), |b| b.to_string());
-            let ino = p.ino.map_or("null".to_string(), |i| i.to_string());
-            format!("{{\"block\":{block},\"inode\":{ino},\"what\":{}}}", quote(&p.what))
-        })
+        .map(|p| serde_json::json!({ "block": p.block, "inode": p.ino, "what": p.what }))
         .collect();
-    let notes: Vec<String> = report.notes.iter().map(|n| quote(n)).collect();
     let s = &report.stats;
-    format!(
-        "{{\"clean\":{},\"problems\":[{}],\"problems_omitted\":{},\"notes\":[{}],\"inodes\":{},\"directories\":{},\"regular_files\":{},\"symlinks\":{},\"tree_blocks\":{},\"data_blocks\":{},\"free_blocks\":{},\"block_count\":{}}}",
-        report.is_clean(),
-        problems.join(","),
-        report.problems_omitted,
-        notes.join(","),
-        s.inodes,
-        s.directories,
-        s.regular_files,
-        s.symlinks,
-        s.tree_blocks,
-        s.data_blocks,
-        s.free_blocks,
-        s.block_count
-    )
+    serde_json::json!({
+        "clean": report.is_clean(),
+        "problems": problems,
+        "problems_omitted": report.problems_omitted,
+        "notes": report.notes,
+        "inodes": s.inodes,
+        "directories": s.directories,
+        "regular_files": s.regular_files,
+        "symlinks": s.symlinks,
+        "tree_blocks": s.tree_blocks,
+        "data_blocks": s.data_blocks,
+        "free_blocks": s.free_blocks,
+        "block_count": s.block_count,
+        "journal_transactions": s.journal_transactions,
+    })
+    .to_string()
 }
