@@ -633,8 +633,10 @@ impl<'v> Mount<'v> {
                 bail!("vexfsd exited ({status}) before {} was mounted\n{}", self.dir.display(), self.log_excerpt());
             }
             if Instant::now() >= deadline {
+                let found = mount_at(&self.dir)?
+                    .map_or_else(|| "nothing is mounted there".to_string(), |entry| format!("found {entry:?}"));
                 bail!(
-                    "{} was not listed as {FSTYPE} in /proc/self/mountinfo within {MOUNT_TIMEOUT:?}\n{}",
+                    "{} was not listed as {FSTYPE} in /proc/self/mountinfo within {MOUNT_TIMEOUT:?} ({found})\n{}",
                     self.dir.display(),
                     self.log_excerpt()
                 );

@@ -148,12 +148,6 @@ pub fn utimens(path: &Path, atime: Time, mtime: Time) -> io::Result<()> {
     check(unsafe { libc::utimensat(libc::AT_FDCWD, path.as_ptr(), times.as_ptr(), 0) })
 }
 
-pub fn mknod_fifo(path: &Path, mode: libc::mode_t) -> io::Result<()> {
-    let path = cstring(path);
-    // SAFETY: `path` is NUL-terminated; mode and device are plain integers.
-    check(unsafe { libc::mknod(path.as_ptr(), libc::S_IFIFO | mode, 0) })
-}
-
 // ---- extended attributes ----------------------------------------------------------------
 
 fn xattr_name(name: &str) -> CString {

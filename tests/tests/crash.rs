@@ -244,3 +244,35 @@ fn log_parser_ignores_uncommitted_and_torn_records() {
     assert_eq!(durable.in_flight, BTreeSet::from(["a".to_string(), "c".to_string()]));
     assert!(parse_log("X what\n").is_err());
 }
+
+/// The check must notice lost and altered files, or a passing crash test means nothing.
+#[test]
+fn verification_detects_lost_and_altered_files() {
+    let scratch = vexfs_tests::ScratchDir::new("vexfs-writer-").expect("scratch dir");
+    let dir = scratch.path().join("files");
+    fs::create_dir(&dir).expect("mkdir");
+    let log = scratch.path().join("log");
+    let status = Command::new(env!("CARGO_BIN_EXE_crash_writer"))
+        .args(["--seed", "3", "--mode", "simple", "--steps-max", "5", "--dir"])
+        .arg(&dir)
+        .arg("--log")
+        .arg(&log)
+        .status()
+        .expect("running crash_writer");
+    assert!(status.success(), "crash_writer failed: {status}");
+    let verify_fails = || std::panic::catch_unwind(|| verify(&dir, &log, "negative check")).is_err();
+
+    let altered = dir.join("f000001");
+    let mut data = fs::read(&altered).expect("read");
+    data.push(0);
+    fs::write(&altered, &data).expect("alter");
+    assert!(verify_fails(), "a file one byte longer than logged passed verification");
+    data.pop();
+    if let Some(byte) = data.first_mut() {
+        *byte ^= 1;
+        fs::write(&altered, &data).expect("alter");
+        assert!(verify_fails(), "a file with a flipped bit passed verification");
+    }
+    fs::remove_file(&altered).expect("remove");
+    assert!(verify_fails(), "a lost file passed verification");
+}
