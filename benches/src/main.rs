@@ -1,0 +1,83 @@
+//! `vexfs-bench`: VexFS side by side with its anchors, printed as a markdown table.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use anyhow::Result;
+use clap::{Parser, Subcommand};
+use vexfs_benches::{checksums, engine, environment, mount, table};
+
+#[derive(Parser)]
+#[command(name = "vexfs-bench", about = "VexFS benchmarks against fio and the host file system")]
+struct Cli {
+    #[command(subcommand)]
+    command: Cmd,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// The device engine (io_uring ring, fixed buffers) against fio's io_uring engine.
+    Engine {
+        /// Small sizes and 1 s per side (what `cargo test` runs).
+        #[arg(long)]
+        small: bool,
+        /// Directory for the image file (on the disk under test).
+        #[arg(long, default_value = "/var/tmp/vexfs-bench")]
+        dir: PathBuf,
+        /// Interleaved pairs (VexFS, fio) per workload.
+        #[arg(long, default_value_t = 3)]
+        pairs: usize,
+        /// Seconds per side; overrides the mode's default.
+        #[arg(long)]
+        secs: Option<f64>,
+    },
+    /// The FUSE mount against the host file system on the same disk.
+    Mount {
+        #[arg(long)]
+        small: bool,
+        #[arg(long, default_value = "/var/tmp/vexfs-bench")]
+        dir: PathBuf,
+        #[arg(long, default_value_t = 3)]
+        pairs: usize,
+        /// Directory holding `vexfs` and `vexfsd` (default: $VEXFS_BIN_DIR or target/release).
+        #[arg(long)]
+        bin_dir: Option<PathBuf>,
+    },
+}
+
+fn main() -> Result<()> {
+    let cli = Cli::parse();
+    let command_line = std::env::args().collect::<Vec<_>>().join(" ");
+    match cli.command {
+        Cmd::Engine { small, dir, pairs, secs } => {
+            let mut config = engine::Config::new(small, &dir);
+            config.pairs = pairs.max(1);
+            if let Some(secs) = secs {
+                config.duration = Duration::from_secs_f64(secs);
+            }
+            let rows = engine::run(&config)?;
+            println!("`{command_line}`\n");
+            println!("{}\n", environment(&dir));
+            println!(
+                "image {} ({} MiB), {:.1} s per side, {} pairs, fio job: {}\n",
+                config.image.display(),
+                config.image_bytes >> 20,
+                config.duration.as_secs_f64(),
+                config.pairs,
+                engine::fio_args(&config.image, config.image_bytes, engine::JOBS[0], config.duration).join(" ")
+            );
+            print!("{}", table("fio", &rows));
+            println!("\n```\n{}```", checksums(&rows));
+        }
+        Cmd::Mount { small, dir, pairs, bin_dir } => {
+            let mut config = mount::Config::new(small, &dir, bin_dir.unwrap_or_else(mount::default_bin_dir));
+            config.pairs = pairs.max(1);
+            let rows = mount::run(&config)?;
+            println!("`{command_line}`\n");
+            println!("{}\n", environment(&dir));
+            print!("{}", table("host", &rows));
+            println!("\n```\n{}```", checksums(&rows));
+        }
+    }
+    Ok(())
+}
