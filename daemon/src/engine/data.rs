@@ -544,10 +544,10 @@ fn free_range<S: Storage>(
     count: u64,
     only_written: bool,
 ) -> Result<bool> {
-    let found = it::extents(tx, ino, first, count)?;
-    let mut freed = 0;
+    let mut found = it::extents(tx, ino, first, count)?;
+    found.retain(|(_, e)| !only_written || !e.is_unwritten());
     let end = first.saturating_add(count);
-    for (offset, extent) in found.iter().filter(|(_, e)| !only_written || !e.is_unwritten()).take(FREE_EXTENTS_STEP) {
+    for (offset, extent) in found.iter().take(FREE_EXTENTS_STEP) {
         let start = (*offset).max(first);
         let stop = (offset + u64::from(extent.length)).min(end);
         let (removed, _) = it::unmap(tx, ino, start, stop - start, 1)?;
@@ -555,10 +555,8 @@ fn free_range<S: Storage>(
             tx.free_data(piece.start, u64::from(piece.length))?;
             record.blocks = record.blocks.saturating_sub(u64::from(piece.length));
         }
-        freed += 1;
     }
-    let remaining = found.iter().filter(|(_, e)| !only_written || !e.is_unwritten()).count();
-    Ok(freed == remaining)
+    Ok(found.len() <= FREE_EXTENTS_STEP)
 }
 
 /// Allocates unwritten extents for the holes in `cursor..last`, at most a bounded number per

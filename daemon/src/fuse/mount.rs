@@ -230,8 +230,8 @@ fn mount_direct(mountpoint: &Path, options: &MountOptions) -> Result<OwnedFd, Mo
     let fstype = c_string(format!("fuse.{}", options.subtype).as_bytes())?;
     let data = c_string(data.as_bytes())?;
     let flags = libc::MS_NOSUID | libc::MS_NODEV;
-    // SAFETY: every pointer is a NUL-terminated string that outlives the call; `data` is a
-    // string as the fuse file system's option parser expects.
+    // `data` is an option string as the fuse file system's parser expects it.
+    // SAFETY: every pointer is a NUL-terminated string that outlives the call.
     let rc = unsafe { libc::mount(source.as_ptr(), target.as_ptr(), fstype.as_ptr(), flags, data.as_ptr().cast()) };
     if rc != 0 {
         let source = io::Error::last_os_error();
@@ -290,8 +290,8 @@ fn mount_fusermount(mountpoint: &Path, options: &MountOptions) -> Result<OwnedFd
         .env("_FUSE_COMMFD", child_fd.to_string())
         .stdin(Stdio::null())
         .stderr(Stdio::piped());
-    // SAFETY: the closure runs in the child between fork and exec and calls only fcntl(2), which
-    // is async-signal-safe, to let the child inherit its end of the socket pair.
+    // The closure lets the child inherit its end of the socket pair.
+    // SAFETY: it runs between fork and exec and calls only fcntl(2), which is async-signal-safe.
     unsafe {
         command.pre_exec(move || clear_cloexec(child_fd));
     }
@@ -348,8 +348,8 @@ fn receive_fd(socket: &UnixStream) -> io::Result<Option<OwnedFd>> {
         msg_flags: 0,
     };
     let received = loop {
-        // SAFETY: `msg` points at a live iovec over `byte` and at `control`, both sized as
-        // declared and alive for the call; the kernel writes only within them.
+        // The kernel writes only within the buffers `msg` describes.
+        // SAFETY: `msg` points at a live iovec over `byte` and at `control`, sized as declared.
         let rc = unsafe { libc::recvmsg(socket.as_raw_fd(), &mut msg, libc::MSG_CMSG_CLOEXEC) };
         if rc >= 0 {
             break rc;
@@ -366,8 +366,8 @@ fn receive_fd(socket: &UnixStream) -> io::Result<Option<OwnedFd>> {
     if received == 0 || !carries_fd {
         return Ok(None);
     }
-    // SAFETY: the kernel just installed this fd in our table for this message; nothing else
-    // refers to it, so we are its only owner.
+    // The kernel just installed this fd in our table for this message.
+    // SAFETY: nothing else refers to the fd, so this is its only owner.
     Ok(Some(unsafe { OwnedFd::from_raw_fd(control.fd) }))
 }
 

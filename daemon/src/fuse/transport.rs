@@ -62,8 +62,8 @@ impl ClassicTransport {
         let device = OpenOptions::new().read(true).write(true).open("/dev/fuse")?;
         let session_fd =
             u32::try_from(self.device.as_raw_fd()).map_err(|_| io::Error::from_raw_os_error(libc::EBADF))?;
-        // SAFETY: FUSE_DEV_IOC_CLONE reads one u32 through the pointer, which refers to a live
-        // local for the duration of the call; `device` is an open fd we own.
+        // FUSE_DEV_IOC_CLONE reads one u32 through the pointer; `device` is an open fd we own.
+        // SAFETY: the pointer refers to a live local for the duration of the call.
         let rc = unsafe {
             libc::ioctl(device.as_raw_fd(), abi::FUSE_DEV_IOC_CLONE as libc::Ioctl, &session_fd as *const u32)
         };

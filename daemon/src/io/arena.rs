@@ -82,8 +82,8 @@ impl Arena {
         assert!(size > 0, "an arena of zero bytes");
         let size = size.next_multiple_of(CLASS_SIZE_MAX);
         assert!(size <= ARENA_SIZE_MAX, "arena size {size} exceeds {ARENA_SIZE_MAX}");
-        // SAFETY: an anonymous private mapping at an address of the kernel's choosing; it aliases
-        // no existing memory.
+        // An anonymous private mapping at an address of the kernel's choosing.
+        // SAFETY: the new mapping aliases no existing memory.
         let addr = unsafe {
             libc::mmap(
                 ptr::null_mut(),
@@ -119,8 +119,8 @@ impl Arena {
             return IoBuf::heap(len);
         };
         let ptr = self.page_ptr(page);
-        // SAFETY: the block [page, page + 2^order pages) was just taken off a free list, so this
-        // thread has the only reference to it, and len <= the block size.
+        // The block [page, page + 2^order pages) was just taken off a free list; len <= its size.
+        // SAFETY: this thread holds the only reference to the block, and the range lies inside it.
         unsafe { ptr::write_bytes(ptr.as_ptr(), 0, len) };
         IoBuf { ptr, len, origin: Origin::Arena { arena: Arc::clone(self), page, order } }
     }
@@ -158,8 +158,8 @@ impl Arena {
 
     fn register_template(&self) -> Option<IoUring> {
         let ring = IoUring::new(1).ok()?;
-        // SAFETY: the iovecs cover this arena's mapping, and the template ring is dropped before
-        // the mapping is unmapped (Arena::drop).
+        // The template ring is dropped before the mapping is unmapped (Arena::drop).
+        // SAFETY: the iovecs cover this arena's mapping, which outlives the registration.
         let registered = unsafe { ring.submitter().register_buffers(&self.iovecs()) };
         match registered {
             Ok(()) => Some(ring),

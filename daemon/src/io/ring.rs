@@ -238,10 +238,10 @@ impl Ring {
             return Err(RingFull { capacity: self.capacity(), buf: slot.buf });
         };
         let entry = entry.user_data(u64::from(index));
-        // SAFETY: the entry names the device (fixed file 0, registered for the ring's lifetime)
-        // and memory that stays valid until its CQE is reaped: either the IoBuf moved into the
-        // slot below, which the slot keeps until `reap` hands it back, or memory the caller of
-        // `submit_borrowed` promised to keep. The slot stays occupied until that CQE.
+        // The entry names the device (fixed file 0, registered for the ring's lifetime) and
+        // either the IoBuf moved into the slot below, which the slot keeps until `reap` hands it
+        // back, or memory the caller of `submit_borrowed` promised to keep until its CQE.
+        // SAFETY: everything the entry points at stays valid until its CQE is reaped.
         let pushed = unsafe { self.uring.submission().push(&entry) };
         assert!(pushed.is_ok(), "submission queue full with a free slot");
         self.slots[index as usize] = Some(slot);
@@ -314,8 +314,8 @@ fn register_arena(uring: &IoUring, arena: &Arc<Arena>) -> bool {
             return true;
         }
     }
-    // SAFETY: the iovecs cover the arena's mapping, which stays mapped while the ring holds the
-    // Arc<Arena> (stored in the ring when this returns true) and is unregistered in Ring::drop.
+    // The ring keeps the Arc<Arena> (stored when this returns true) and unregisters in Ring::drop.
+    // SAFETY: the iovecs cover the arena's mapping, which stays mapped while registered.
     match unsafe { uring.submitter().register_buffers(&arena.iovecs()) } {
         Ok(()) => true,
         Err(error) => {

@@ -247,9 +247,9 @@ impl<'t> Batch<'t> {
             };
             let transfer = &self.transfers[index];
             let offset = transfer.offset + transfer.done as u64;
-            // SAFETY: done < len, so the range is the untransferred tail of the caller's buffer,
-            // which the caller lends for the whole batch; `run` returns (or the drain guard waits)
-            // only after every CQE of the batch has been reaped.
+            // done < len, so the range is the untransferred tail of the caller's buffer, lent for
+            // the whole batch; `run` returns (or the drain guard waits) after every CQE is reaped.
+            // SAFETY: the buffer stays valid and untouched until this entry's CQE is reaped.
             let pushed = unsafe {
                 let addr = transfer.addr.add(transfer.done);
                 ring.submit_borrowed(self.kind, addr, transfer.len - transfer.done, offset, index as u64)
