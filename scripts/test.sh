@@ -38,6 +38,13 @@ step "cargo test --workspace --release"
 if [ "$(id -u)" -ne 0 ]; then
     echo "test: not root: the mount tests in tests/ will print SKIP and pass"
 fi
+# vexfsd serves FUSE over io_uring when the kernel allows it; the tests run the mounts that way
+# (daemon/tests/fuse_hello.rs covers /dev/fuse too).
+URING=/sys/module/fuse/parameters/enable_uring
+if [ "$(id -u)" -eq 0 ] && [ -w "$URING" ]; then
+    echo Y > "$URING"
+    echo "test: FUSE-over-io_uring enabled ($URING)"
+fi
 cargo test --workspace --release
 
 echo

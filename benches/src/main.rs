@@ -72,9 +72,10 @@ fn main() -> Result<()> {
         Cmd::Mount { small, dir, pairs, bin_dir } => {
             let mut config = mount::Config::new(small, &dir, bin_dir.unwrap_or_else(mount::default_bin_dir));
             config.pairs = pairs.max(1);
+            let transport = mount::enable_uring();
             let rows = mount::run(&config)?;
             println!("`{command_line}`\n");
-            println!("{}\n", environment(&dir));
+            println!("{}, FUSE transport: {transport}\n", environment(&dir));
             print!("{}", table("host", &rows));
             println!("\n```\n{}```", checksums(&rows));
         }

@@ -49,6 +49,20 @@ struct Measured {
     files: Sample,
 }
 
+/// Turns on FUSE-over-io_uring when this kernel has it (`vexfsd` then serves the mount over it,
+/// its default) and names the transport the mounts use.
+pub fn enable_uring() -> &'static str {
+    let parameter = Path::new("/sys/module/fuse/parameters/enable_uring");
+    if parameter.exists() {
+        let _ = fs::write(parameter, "Y");
+    }
+    if vexfs_daemon::fuse::uring::kernel_enabled() {
+        "FUSE-over-io_uring"
+    } else {
+        "/dev/fuse"
+    }
+}
+
 pub fn run(config: &Config) -> Result<Vec<Row>> {
     for bin in ["vexfs", "vexfsd"] {
         let path = config.bin_dir.join(bin);

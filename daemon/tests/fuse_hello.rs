@@ -1,33 +1,38 @@
-//! Goal: prove the FUSE layer end to end against the real kernel: mount, INIT, LOOKUP, GETATTR,
-//! READDIR(PLUS), OPEN, READ, WRITE through the writeback cache, FSYNC, a dropped reply turning
-//! into EIO, unmount, and `Session::run` returning.
+//! Goal: prove the FUSE layer end to end against the real kernel, over both transports
+//! (`/dev/fuse`, and FUSE-over-io_uring): mount, INIT, LOOKUP, GETATTR, READDIR(PLUS), OPEN, READ,
+//! WRITE through the writeback cache, FSYNC, a dropped reply turning into EIO, attribute
+//! invalidation through the notifier (now and deferred), unmount, and `Session::run` returning.
 //!
 //! Method: mount a tiny in-test `Handler` (a root directory with a read-only "hello" and a
-//! writable in-memory "data") on a temporary directory with two worker threads, exercise it with
-//! `std::fs`, then unmount and wait (bounded) for the session to end. WRITE data must arrive
-//! 4096-byte aligned (the request buffer layout promises it). Skips with a message unless run as
-//! root with `/dev/fuse` present.
+//! writable in-memory "data") on a temporary directory, exercise it with `std::fs`, then unmount
+//! and wait (bounded) for the session to end. WRITE data must arrive 4096-byte aligned (the
+//! request buffer layout promises it; ring payload buffers are page-aligned). The io_uring run
+//! turns on the `enable_uring` module parameter and checks that requests were answered by the
+//! ring queue threads. Skips with a message unless run as root with `/dev/fuse` present.
 
 use std::ffi::OsStr;
 use std::fs::{self, OpenOptions};
 use std::io::{Read, Write};
-use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+use std::os::unix::fs::{MetadataExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{mpsc, Arc};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use parking_lot::Mutex;
 use vexfs_daemon::fuse::mount::{mount, unmount, MountOptions};
+use vexfs_daemon::fuse::notify::Notifier;
 use vexfs_daemon::fuse::reply::{DirBuf, FileAttr, FileType, Reply, StatFs};
 use vexfs_daemon::fuse::request::{Operation, Request, SetAttr};
 use vexfs_daemon::fuse::session::{Handler, InitInfo, Session, SessionConfig};
+use vexfs_daemon::fuse::uring;
 
 const ROOT: u64 = 1;
 const HELLO: u64 = 2;
 const DATA: u64 = 3;
 const HELLO_TEXT: &[u8] = b"hello\n";
-const TTL: Duration = Duration::from_secs(1);
+/// Long enough that only an invalidation makes the kernel ask for attributes again.
+const TTL: Duration = Duration::from_secs(600);
 /// A LOOKUP of this name is dropped unanswered, which must reach the caller as EIO.
 const DROPPED: &str = "dropped";
 /// WRITE data must start on this boundary, for O_DIRECT without a copy.
@@ -40,7 +45,12 @@ struct HelloFs {
     writes: AtomicU64,
     writes_unaligned: AtomicU64,
     init: Mutex<Option<InitInfo>>,
+    notifier: Mutex<Option<Notifier>>,
     destroyed: AtomicBool,
+    /// Added to `data`'s block count behind the kernel's back.
+    extra_blocks: AtomicU64,
+    /// Requests answered on ring queue threads (`vexfs-ring-*`).
+    on_ring: AtomicU64,
 }
 
 impl HelloFs {
@@ -51,7 +61,9 @@ impl HelloFs {
             DATA => (libc::S_IFREG | 0o644, 1, self.data.lock().len() as u64),
             _ => return None,
         };
-        Some(FileAttr { ino, size, blocks: size.div_ceil(512), mode, nlink, blksize: 4096, ..FileAttr::default() })
+        let extra = if ino == DATA { self.extra_blocks.load(Ordering::SeqCst) } else { 0 };
+        let blocks = size.div_ceil(512) + extra;
+        Some(FileAttr { ino, size, blocks, mode, nlink, blksize: 4096, ..FileAttr::default() })
     }
 
     fn lookup(&self, parent: u64, name: &OsStr, reply: Reply<'_>) {
@@ -126,11 +138,15 @@ impl HelloFs {
 }
 
 impl Handler for HelloFs {
-    fn init(&self, info: &InitInfo) {
+    fn init(&self, info: &InitInfo, notifier: Notifier) {
         *self.init.lock() = Some(info.clone());
+        *self.notifier.lock() = Some(notifier);
     }
 
     fn handle(&self, req: Request<'_>, reply: Reply<'_>) {
+        if std::thread::current().name().is_some_and(|name| name.starts_with("vexfs-ring-")) {
+            self.on_ring.fetch_add(1, Ordering::Relaxed);
+        }
         match req.op {
             Operation::Lookup { name } => self.lookup(req.nodeid, name, reply),
             Operation::Getattr { .. } => match self.attr(req.nodeid) {
@@ -181,13 +197,32 @@ fn can_mount() -> bool {
     root && Path::new("/dev/fuse").exists()
 }
 
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Transport {
+    Classic,
+    Uring,
+}
+
 #[test]
-fn fuse_hello_mount_end_to_end() {
+fn fuse_hello_over_dev_fuse() {
+    run_hello(Transport::Classic);
+}
+
+#[test]
+fn fuse_hello_over_io_uring() {
+    run_hello(Transport::Uring);
+}
+
+fn run_hello(transport: Transport) {
     if !can_mount() {
         eprintln!("skipping fuse_hello: needs root and /dev/fuse");
         return;
     }
-    let path = std::env::temp_dir().join(format!("vexfs-fuse-hello-{}", std::process::id()));
+    if transport == Transport::Uring && !enable_uring() {
+        eprintln!("skipping fuse_hello over io_uring: this kernel has no FUSE-over-io_uring");
+        return;
+    }
+    let path = std::env::temp_dir().join(format!("vexfs-fuse-hello-{}-{transport:?}", std::process::id()));
     fs::create_dir_all(&path).expect("create mount point");
     let mut guard = MountGuard { path: path.clone(), mounted: false };
     let options = MountOptions { fsname: "vexfs-hello".to_owned(), ..MountOptions::default() };
@@ -197,15 +232,25 @@ fn fuse_hello_mount_end_to_end() {
     let fs = Arc::new(HelloFs::default());
     let (done_tx, done_rx) = mpsc::channel();
     let session_fs = Arc::clone(&fs);
-    let config = SessionConfig { threads: 2, ..SessionConfig::default() };
+    let config = SessionConfig { threads: 2, uring: transport == Transport::Uring, ..SessionConfig::default() };
     std::thread::spawn(move || {
         let _ = done_tx.send(Session::run(fd, session_fs, config));
     });
 
     check_read_only_file(&path);
+    if transport == Transport::Uring {
+        // The kernel switches to the rings once every queue has registered an entry.
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while fs.on_ring.load(Ordering::Relaxed) == 0 && Instant::now() < deadline {
+            let _ = fs::metadata(path.join("missing"));
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        assert!(fs.on_ring.load(Ordering::Relaxed) > 0, "no request reached a ring queue");
+    }
     check_directory(&path);
     check_dropped_reply_is_eio(&path);
     check_write_read_round_trip(&path, &fs);
+    check_attribute_invalidation(&path, &fs);
 
     unmount(&path).expect("unmount");
     guard.mounted = false;
@@ -215,6 +260,38 @@ fn fuse_hello_mount_end_to_end() {
     let info = fs.init.lock().clone().expect("init called");
     assert!(info.writeback_cache);
     assert_eq!(info.max_write, 1 << 20);
+    assert_eq!(info.uring, transport == Transport::Uring);
+    if transport == Transport::Classic {
+        assert_eq!(fs.on_ring.load(Ordering::Relaxed), 0);
+    }
+}
+
+/// Turns on FUSE-over-io_uring in the kernel; false if this kernel does not have it.
+fn enable_uring() -> bool {
+    let parameter = Path::new("/sys/module/fuse/parameters/enable_uring");
+    parameter.exists() && fs::write(parameter, "Y").is_ok() && uring::kernel_enabled()
+}
+
+/// Attributes are cached for `TTL`; a change behind the kernel's back shows only after the
+/// notifier invalidates them, sent at once or through the notifier thread.
+fn check_attribute_invalidation(path: &Path, fs: &HelloFs) {
+    let data = path.join("data");
+    let blocks = || fs::metadata(&data).expect("stat data").blocks();
+    let before = blocks();
+    fs.extra_blocks.store(8, Ordering::SeqCst);
+    assert_eq!(blocks(), before, "attributes are served from the kernel's cache");
+    let notifier = fs.notifier.lock().clone().expect("notifier given at init");
+    notifier.inval_attrs(DATA);
+    assert_eq!(blocks(), before + 8, "invalidated attributes are fetched again");
+
+    fs.extra_blocks.store(16, Ordering::SeqCst);
+    assert_eq!(blocks(), before + 8);
+    notifier.inval_attrs_later(DATA);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while blocks() != before + 16 {
+        assert!(Instant::now() < deadline, "deferred invalidation never arrived");
+        std::thread::sleep(Duration::from_millis(5));
+    }
 }
 
 fn check_read_only_file(path: &Path) {

@@ -70,14 +70,20 @@ impl VolumeRoot {
         block
     }
 
-    /// Reads the fields of a verified root block.
+    /// Reads the fields of a verified root block, checking that its reserved bytes are zero.
     pub fn read(block: &[u8], addr: BlockAddr) -> Result<VolumeRoot, FormatError> {
-        let raw =
-            RawRoot::read_from_bytes(&block[META_HEADER_SIZE..META_HEADER_SIZE + RAW_SIZE]).expect("size is constant");
         if block[META_HEADER_SIZE + RAW_SIZE..].iter().any(|&b| b != 0) {
             return Err(FormatError::malformed(addr.0, "volume root: reserved bytes are not zero"));
         }
-        Ok(VolumeRoot {
+        Ok(VolumeRoot::decode(block))
+    }
+
+    /// Reads the fields of a root block already checked by [`VolumeRoot::read`] (the engine's
+    /// cached copy, which only [`VolumeRoot::write`] changes).
+    pub fn decode(block: &[u8]) -> VolumeRoot {
+        let raw =
+            RawRoot::read_from_bytes(&block[META_HEADER_SIZE..META_HEADER_SIZE + RAW_SIZE]).expect("size is constant");
+        VolumeRoot {
             tree_root: BlockAddr(raw.tree_root.get()),
             next_ino: raw.next_ino.get(),
             inode_count: raw.inode_count.get(),
@@ -85,6 +91,6 @@ impl VolumeRoot {
             next_generation: raw.next_generation.get(),
             collection_root: raw.collection_root.get(),
             index_root: raw.index_root.get(),
-        })
+        }
     }
 }

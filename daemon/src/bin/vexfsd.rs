@@ -11,6 +11,7 @@ use vexfs_daemon::engine::{Engine, EngineOptions, SystemClock, CACHE_BYTES_MIN};
 use vexfs_daemon::fuse::mount::{self, MountOptions};
 use vexfs_daemon::fuse::ops::FuseDoor;
 use vexfs_daemon::fuse::session::{Session, SessionConfig};
+use vexfs_daemon::fuse::uring;
 use vexfs_daemon::io::{Arena, Device, DeviceOptions, UringStorage};
 
 #[derive(Parser, Debug)]
@@ -34,6 +35,18 @@ struct Args {
     /// Write through to the daemon on every write() instead of caching in the kernel.
     #[arg(long)]
     no_writeback_cache: bool,
+    /// How FUSE requests travel: `uring` (FUSE-over-io_uring, one queue per CPU; needs
+    /// `echo Y > /sys/module/fuse/parameters/enable_uring`), `classic` (/dev/fuse), or `auto`
+    /// (uring when the kernel has it enabled).
+    #[arg(long, value_enum, default_value_t = FuseTransport::Auto)]
+    fuse_transport: FuseTransport,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+enum FuseTransport {
+    Auto,
+    Uring,
+    Classic,
 }
 
 fn main() -> ExitCode {
@@ -54,9 +67,21 @@ fn serve(args: &Args) -> Result<()> {
         anyhow::bail!("--cache-size must be at least {} MiB", CACHE_BYTES_MIN >> 20);
     }
     let threads = args.threads.unwrap_or_else(|| std::thread::available_parallelism().map_or(2, |n| n.get()).max(2));
+    let uring = match args.fuse_transport {
+        FuseTransport::Classic => false,
+        FuseTransport::Auto => uring::kernel_enabled(),
+        FuseTransport::Uring if uring::kernel_enabled() => true,
+        FuseTransport::Uring => anyhow::bail!(
+            "--fuse-transport uring: FUSE-over-io_uring is disabled in this kernel \
+             (enable it with `echo Y > /sys/module/fuse/parameters/enable_uring`)"
+        ),
+    };
+    // Ring queue threads, and as many hand-off threads as workers.
+    let queues =
+        if uring { uring::possible_cpus().unwrap_or(0) * SessionConfig::default().uring_threads + threads } else { 0 };
     let device = Device::open(&args.device, &DeviceOptions::default())?;
-    // The arena backs the metadata cache plus each thread's staging buffers for data I/O.
-    let arena_bytes = args.cache_size as usize + (threads + 2) * (8 << 20) + (64 << 20);
+    // The arena backs the metadata cache plus each serving thread's staging buffers for data I/O.
+    let arena_bytes = args.cache_size as usize + (threads + queues + 2) * (8 << 20) + (64 << 20);
     let arena = Arena::new(arena_bytes).context("cannot allocate the I/O buffer arena")?;
     let storage = UringStorage::new(device, arena).context("cannot set up io_uring")?;
     let options = EngineOptions {
@@ -67,10 +92,14 @@ fn serve(args: &Args) -> Result<()> {
         Engine::open(storage, Arc::new(SystemClock), options).with_context(|| format!("{}", args.device.display()))?;
     let mount_options = MountOptions { fsname: args.device.display().to_string(), ..MountOptions::default() };
     let fd = mount::mount(&args.mount, &mount_options)?;
-    tracing::info!(device = %args.device.display(), mount = %args.mount.display(), threads, "serving");
+    let mut config =
+        SessionConfig { threads, writeback_cache: !args.no_writeback_cache, uring, ..SessionConfig::default() };
+    // Two of the largest READs in flight for a sequential reader.
+    config.read_ahead = Some((args.mount.clone(), 2 * u64::from(config.max_write)));
+    let transport = if uring { "io_uring" } else { "/dev/fuse" };
+    tracing::info!(device = %args.device.display(), mount = %args.mount.display(), threads, transport, "serving");
     let signals = watch_signals(&args.mount)?;
     let door = Arc::new(FuseDoor::new(engine.handle()));
-    let config = SessionConfig { threads, writeback_cache: !args.no_writeback_cache, ..SessionConfig::default() };
     let served = Session::run(fd, door, config);
     signals.close();
     let closed = engine.close();

@@ -39,6 +39,16 @@ pub mod falloc {
     pub const ZERO_RANGE: u32 = 0x10;
 }
 
+/// The outcome of [`EngineHandle::write`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Written {
+    /// Bytes written: all of them.
+    pub len: usize,
+    /// Whether the file's block count (`st_blocks`) changed: blocks were allocated for holes or
+    /// past the end, or stale blocks past the end were freed. Overwrites leave it unchanged.
+    pub blocks_changed: bool,
+}
+
 /// A run of file blocks and where it lives.
 #[derive(Clone, Copy, Debug)]
 struct Piece {
@@ -169,10 +179,10 @@ impl<S: Storage> EngineHandle<S> {
         Ok(())
     }
 
-    /// Writes `data` at `offset`; returns the bytes written.
-    pub fn write(&self, ino: u64, offset: u64, data: &[u8]) -> Result<usize> {
+    /// Writes `data` at `offset`.
+    pub fn write(&self, ino: u64, offset: u64, data: &[u8]) -> Result<Written> {
         if data.is_empty() {
-            return Ok(0);
+            return Ok(Written { len: 0, blocks_changed: false });
         }
         let end = offset.checked_add(data.len() as u64).ok_or(EngineError::FileTooBig)?;
         if end > FILE_SIZE_MAX {
@@ -181,21 +191,24 @@ impl<S: Storage> EngineHandle<S> {
         let lock = self.io_lock(ino);
         let _guard = lock.write();
         let mut done = 0u64;
+        let mut blocks_changed = false;
         while done < data.len() as u64 {
             let chunk_end = (offset + done + CHUNK_BYTES - (offset + done) % BLOCK).min(end);
             let chunk = &data[done as usize..(chunk_end - offset) as usize];
-            self.write_chunk(ino, offset + done, chunk)?;
+            blocks_changed |= self.write_chunk(ino, offset + done, chunk)?;
             done = chunk_end - offset;
         }
-        Ok(data.len())
+        Ok(Written { len: data.len(), blocks_changed })
     }
 
-    /// One write of at most [`CHUNK_BYTES`]: plan, write the data, link the new blocks.
-    fn write_chunk(&self, ino: u64, offset: u64, data: &[u8]) -> Result<()> {
+    /// One write of at most [`CHUNK_BYTES`]: plan, write the data, link the new blocks. Returns
+    /// whether the file's block count changed.
+    fn write_chunk(&self, ino: u64, offset: u64, data: &[u8]) -> Result<bool> {
         let end = offset + data.len() as u64;
         let first = offset / BLOCK;
         let count = end.div_ceil(BLOCK) - first;
-        let (old_size, pieces) = self.shared.run_retrying(|tx| plan_write(tx, ino, first, count, end))?;
+        let (old_size, freed, pieces) = self.shared.run_retrying(|tx| plan_write(tx, ino, first, count, end))?;
+        let allocated = pieces.iter().any(|piece| matches!(piece.place, Place::Reserved { .. }));
         let written = self.write_pieces(offset, data, old_size, &pieces);
         let now = self.shared.now();
         let linked = written.and_then(|()| self.shared.run(|tx| link_write(tx, ino, &pieces, end, now)));
@@ -204,7 +217,7 @@ impl<S: Storage> EngineHandle<S> {
         }
         linked?;
         self.shared.data_unflushed.store(true, Ordering::Release);
-        Ok(())
+        Ok(freed || allocated)
     }
 
     fn cancel_reservations(&self, pieces: &[Piece]) {
@@ -473,11 +486,19 @@ impl<S: Storage> super::Shared<S> {
 }
 
 /// Plans a write of blocks `first..first+count` ending at byte `end`: maps existing blocks and
-/// reserves new ones for holes. Returns the size before the write and the pieces.
-fn plan_write<S: Storage>(tx: &mut Tx<'_, S>, ino: u64, first: u64, count: u64, end: u64) -> Result<(u64, Vec<Piece>)> {
+/// reserves new ones for holes. Returns the size before the write, whether blocks past the end of
+/// file were freed, and the pieces.
+fn plan_write<S: Storage>(
+    tx: &mut Tx<'_, S>,
+    ino: u64,
+    first: u64,
+    count: u64,
+    end: u64,
+) -> Result<(u64, bool, Vec<Piece>)> {
     let mut record = it::get_inode(tx, ino)?;
     regular(&record)?;
     let old_blocks = record.size.div_ceil(BLOCK);
+    let blocks_before = record.blocks;
     if end > record.size && first > old_blocks {
         // Written extents past the end of file can only be left by an interrupted truncate.
         free_range(tx, ino, &mut record, old_blocks, first - old_blocks, true)?;
@@ -502,7 +523,7 @@ fn plan_write<S: Storage>(tx: &mut Tx<'_, S>, ino: u64, first: u64, count: u64, 
             cursor += len;
         }
     }
-    Ok((record.size, pieces))
+    Ok((record.size, record.blocks != blocks_before, pieces))
 }
 
 /// Links the blocks of a finished write into the file and updates size and times.

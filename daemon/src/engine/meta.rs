@@ -150,11 +150,10 @@ impl<'a, S: Storage> Tx<'a, S> {
         Ok(self.meta.cache.data_mut(id))
     }
 
-    /// The volume root's fields.
+    /// The volume root's fields (its reserved bytes are checked once, at open).
     pub fn root(&mut self) -> Result<VolumeRoot> {
         let addr = self.meta.root_block;
-        let page = self.page_of(addr, &[BlockKind::Root])?;
-        Ok(VolumeRoot::read(page, addr)?)
+        Ok(VolumeRoot::decode(self.page_of(addr, &[BlockKind::Root])?))
     }
 
     /// Changes the volume root's fields.

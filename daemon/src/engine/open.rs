@@ -129,7 +129,8 @@ impl<S: Storage> Shared<S> {
     /// Verifies the volume root and that its free count agrees with the bitmap.
     fn check_root(&self) -> Result<()> {
         self.run(|tx| {
-            let root: VolumeRoot = tx.root()?;
+            let addr = tx.meta.root_block;
+            let root = VolumeRoot::read(tx.page_of(addr, &[BlockKind::Root])?, addr)?;
             let tree_root = tx.meta.tree_root;
             if root.tree_root != tree_root {
                 return Err(

@@ -80,6 +80,10 @@ pub const FUSE_TMPFILE: u32 = 51;
 pub const FUSE_STATX: u32 = 52;
 pub const FUSE_COPY_FILE_RANGE_64: u32 = 53;
 
+// Notification codes (`enum fuse_notify_code`): sent by the file system with `unique` 0 and the
+// code in the `error` field of `fuse_out_header`.
+pub const FUSE_NOTIFY_INVAL_INODE: i32 = 2;
+
 // INIT flags. Bits 32..63 travel in `flags2` when FUSE_INIT_EXT is set, so they are kept here as
 // one 64-bit space, as the kernel does.
 pub const FUSE_ASYNC_READ: u64 = 1 << 0;
@@ -713,3 +717,64 @@ pub(crate) struct fuse_copy_file_range_in {
     pub(crate) flags: u64,
 }
 const _: () = assert!(size_of::<fuse_copy_file_range_in>() == 56);
+
+/// FUSE_NOTIFY_INVAL_INODE: drop the cached attributes of `ino`, and, when `off` >= 0, its cached
+/// pages from `off` for `len` bytes (`len` <= 0: to the end of the file).
+#[repr(C)]
+#[derive(Debug, Clone, Copy, Default, FromBytes, IntoBytes, KnownLayout, Immutable)]
+pub(crate) struct fuse_notify_inval_inode_out {
+    pub(crate) ino: u64,
+    pub(crate) off: i64,
+    pub(crate) len: i64,
+}
+const _: () = assert!(size_of::<fuse_notify_inval_inode_out>() == 24);
+
+// FUSE-over-io_uring (`linux/fuse.h`, protocol 7.42+): each ring entry is a header buffer laid
+// out as `fuse_uring_req_header` plus a payload buffer, registered with an
+// `IORING_OP_URING_CMD` whose 80-byte command area holds a `fuse_uring_cmd_req`.
+
+/// Bytes of `fuse_uring_req_header::in_out` (a `fuse_in_header` or `fuse_out_header`).
+pub const FUSE_URING_IN_OUT_HEADER_SZ: usize = 128;
+/// Bytes of `fuse_uring_req_header::op_in` (the opcode's argument struct).
+pub const FUSE_URING_OP_IN_OUT_SZ: usize = 128;
+/// `enum fuse_uring_cmd`: register an entry's buffers and wait for a request.
+pub const FUSE_IO_URING_CMD_REGISTER: u32 = 1;
+/// `enum fuse_uring_cmd`: commit the reply in an entry and wait for the next request.
+pub const FUSE_IO_URING_CMD_COMMIT_AND_FETCH: u32 = 2;
+
+/// The trailer of an entry's header buffer.
+#[repr(C)]
+#[derive(Debug, Clone, Copy, Default, FromBytes, IntoBytes, KnownLayout, Immutable)]
+pub(crate) struct fuse_uring_ent_in_out {
+    pub(crate) flags: u64,
+    /// The request's id, to be echoed in the commit command.
+    pub(crate) commit_id: u64,
+    /// Bytes used in the payload buffer: the request's, then the reply's.
+    pub(crate) payload_sz: u32,
+    pub(crate) padding: u32,
+    pub(crate) reserved: u64,
+}
+const _: () = assert!(size_of::<fuse_uring_ent_in_out>() == 32);
+
+/// An entry's header buffer: `in_out`, `op_in`, then `ring_ent_in_out`.
+#[repr(C)]
+#[derive(Debug, Clone, Copy, FromBytes, IntoBytes, KnownLayout, Immutable)]
+pub(crate) struct fuse_uring_req_header {
+    pub(crate) in_out: [u8; FUSE_URING_IN_OUT_HEADER_SZ],
+    pub(crate) op_in: [u8; FUSE_URING_OP_IN_OUT_SZ],
+    pub(crate) ring_ent_in_out: fuse_uring_ent_in_out,
+}
+const _: () = assert!(size_of::<fuse_uring_req_header>() == 288);
+
+/// The command area of a FUSE `IORING_OP_URING_CMD` (its first 24 of 80 bytes).
+#[repr(C)]
+#[derive(Debug, Clone, Copy, Default, FromBytes, IntoBytes, KnownLayout, Immutable)]
+pub(crate) struct fuse_uring_cmd_req {
+    pub(crate) flags: u64,
+    /// For COMMIT_AND_FETCH: the `commit_id` of the request being answered.
+    pub(crate) commit_id: u64,
+    /// The queue: the CPU whose requests it serves.
+    pub(crate) qid: u16,
+    pub(crate) padding: [u8; 6],
+}
+const _: () = assert!(size_of::<fuse_uring_cmd_req>() == 24);

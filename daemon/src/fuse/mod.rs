@@ -7,7 +7,8 @@
 //! - [`transport`]: the [`transport::Transport`] trait and the classic `/dev/fuse` channel, with
 //!   request buffers that put WRITE data on a 4096-byte boundary for O_DIRECT.
 //!
-//! [`session`] runs INIT negotiation and the worker threads over these; [`mount`] mounts and
+//! [`session`] runs INIT negotiation and the worker threads over these; [`notify`] sends the
+//! kernel cache invalidations; [`mount`] mounts and
 //! unmounts. The planned FUSE-over-io_uring transport (`FUSE_IO_URING_CMD_REGISTER`,
 //! `FUSE_IO_URING_CMD_COMMIT_AND_FETCH`) delivers the same header, argument struct and payload
 //! in ring buffers ([`request::Request::parse_split`]) and takes the same vectored replies, so
@@ -19,8 +20,10 @@
 
 pub mod abi;
 pub mod mount;
+pub mod notify;
 pub mod ops;
 pub mod reply;
 pub mod request;
 pub mod session;
 pub mod transport;
+pub mod uring;

@@ -161,21 +161,46 @@ fn check_mount_point(path: &Path) -> Result<(), MountError> {
 /// The file system type mounted at `target` according to `mountinfo`, if any. The last mount on
 /// a path hides the earlier ones, so the table is searched from the end.
 fn find_mount(mountinfo: &str, target: &Path) -> Option<String> {
-    mountinfo
-        .lines()
-        .rev()
-        .filter_map(parse_mountinfo_line)
-        .find(|(mount_point, _)| mount_point == target)
-        .map(|(_, fstype)| fstype)
+    find_mount_entry(mountinfo, target).map(|entry| entry.fstype)
 }
 
-/// Splits one line of `/proc/self/mountinfo` into (mount point, fstype). The line is
+fn find_mount_entry(mountinfo: &str, target: &Path) -> Option<MountEntry> {
+    mountinfo.lines().rev().filter_map(parse_mountinfo_line).find(|entry| entry.mount_point == target)
+}
+
+/// The fields of one `/proc/self/mountinfo` line that we use.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct MountEntry {
+    mount_point: PathBuf,
+    /// `MAJ:MIN` of the superblock: also the name of its backing device info in `/sys/class/bdi`.
+    device: String,
+    fstype: String,
+}
+
+/// Splits one line of `/proc/self/mountinfo`. The line is
 /// `ID PARENT MAJ:MIN ROOT MOUNT_POINT OPTIONS [OPTIONAL...] - FSTYPE SOURCE SUPER_OPTIONS`.
-fn parse_mountinfo_line(line: &str) -> Option<(PathBuf, String)> {
+fn parse_mountinfo_line(line: &str) -> Option<MountEntry> {
     let mut fields = line.split(' ');
-    let mount_point = fields.nth(4)?;
+    let device = fields.nth(2)?.to_owned();
+    let mount_point = fields.nth(1)?;
     let fstype = fields.skip_while(|field| *field != "-").nth(1)?;
-    Some((PathBuf::from(unescape_octal(mount_point)), unescape_octal(fstype).to_string_lossy().into_owned()))
+    Some(MountEntry {
+        mount_point: PathBuf::from(unescape_octal(mount_point)),
+        device,
+        fstype: unescape_octal(fstype).to_string_lossy().into_owned(),
+    })
+}
+
+/// Sets the kernel's readahead for the FUSE mount at `mountpoint` to `bytes`. FUSE caps it at
+/// INIT to what the kernel offered (128 KiB by default), so two 1 MiB READs in flight need this.
+/// Reads only the mount table and sysfs: safe before INIT is answered.
+pub fn set_read_ahead(mountpoint: &Path, bytes: u64) -> io::Result<()> {
+    let mounts = fs::read_to_string("/proc/self/mountinfo")?;
+    let absolute = std::path::absolute(mountpoint)?;
+    let entry = find_mount_entry(&mounts, &absolute)
+        .filter(|entry| entry.fstype.starts_with("fuse"))
+        .ok_or_else(|| io::Error::new(io::ErrorKind::NotFound, format!("no FUSE mount at {}", absolute.display())))?;
+    fs::write(format!("/sys/class/bdi/{}/read_ahead_kb", entry.device), format!("{}\n", bytes / 1024))
 }
 
 /// Undoes the kernel's escaping of space, tab, newline and backslash as `\040`, `\011`, `\012`
@@ -404,6 +429,8 @@ mod tests {
         assert_eq!(find_mount(MOUNTINFO, Path::new("/tmp/with space")), Some("fuse.vexfs".to_owned()));
         assert_eq!(find_mount(MOUNTINFO, Path::new("/mnt/a\\b")), Some("tmpfs".to_owned()));
         assert_eq!(find_mount(MOUNTINFO, Path::new("/tmp")), None);
+        let entry = find_mount_entry(MOUNTINFO, Path::new("/tmp/with space")).expect("mounted");
+        assert_eq!(entry.device, "0:31");
     }
 
     #[test]

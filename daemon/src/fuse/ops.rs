@@ -5,31 +5,27 @@
 
 use std::ffi::OsStr;
 use std::os::unix::ffi::OsStrExt;
+use std::sync::OnceLock;
 use std::time::Duration;
 
 use vexfs_format::inode::{InodeRecord, Timestamp as DiskTime};
 
+use super::notify::Notifier;
 use super::reply::{DirBuf, FileAttr, FileType, Reply, StatFs};
 use super::request::{Operation, Request, SetAttr as FuseSetAttr, TimeOrNow, Timestamp};
-use super::session::Handler;
+use super::session::{Handler, InitInfo};
 use crate::engine::fs::{Creds, RenameFlags};
 use crate::engine::items::XattrMode;
 use crate::engine::{Attr, EngineError, EngineHandle, SetAttr, TimeSet};
 use crate::storage::Storage;
 
-/// How long the kernel may cache entries and attributes. Every change to the namespace arrives
-/// through this mount, so the cache is never stale for long; other doors do not change POSIX
-/// attributes.
-const TTL: Duration = Duration::from_secs(5);
-/// Attributes of regular files are not cached: block counts change with every write the kernel
-/// flushes, and `du` or `stat` right after a write must see them (as on a local file system).
-fn attr_ttl(record: &InodeRecord) -> Duration {
-    if record.kind() == vexfs_format::inode::file_type::REGULAR {
-        Duration::ZERO
-    } else {
-        TTL
-    }
-}
+/// How long the kernel may cache entries and attributes without asking again. The daemon owns the
+/// volume exclusively (it holds the device lock) and every change to the namespace and to POSIX
+/// attributes arrives through this mount, where the kernel sees it: so the caches are kept as a
+/// local file system keeps its own. The one attribute the kernel cannot track, the block count
+/// after writes its writeback sends, is invalidated through [`Notifier`] (see `write`, `fsync`,
+/// `fallocate`). A door that changes the namespace in future must notify likewise.
+const TTL: Duration = Duration::from_secs(3600);
 
 /// FOPEN_KEEP_CACHE: the page cache stays valid across opens (only this mount writes files).
 const FOPEN_KEEP_CACHE: u32 = 1 << 1;
@@ -41,12 +37,14 @@ const XATTR_REPLACE: u32 = 2;
 /// The FUSE adapter over one engine.
 pub struct FuseDoor<S: Storage> {
     engine: EngineHandle<S>,
+    /// Set at INIT, before any request.
+    notifier: OnceLock<Notifier>,
 }
 
 impl<S: Storage> FuseDoor<S> {
     /// An adapter serving `engine`.
     pub fn new(engine: EngineHandle<S>) -> FuseDoor<S> {
-        FuseDoor { engine }
+        FuseDoor { engine, notifier: OnceLock::new() }
     }
 }
 
@@ -108,7 +106,7 @@ fn answer<T>(reply: Reply<'_>, result: Result<T, EngineError>, ok: impl FnOnce(R
 }
 
 fn entry(reply: Reply<'_>, attr: Attr) {
-    reply.entry(&file_attr(attr.ino, &attr.record), attr.record.generation, TTL, attr_ttl(&attr.record));
+    reply.entry(&file_attr(attr.ino, &attr.record), attr.record.generation, TTL, TTL);
 }
 
 impl<S: Storage> FuseDoor<S> {
@@ -138,8 +136,7 @@ impl<S: Storage> FuseDoor<S> {
                 None => FileAttr { ino: item.ino, mode: libc::S_IFDIR, ..dot_attr() },
             };
             let generation = item.attr.map_or(0, |a| a.record.generation);
-            let ttl = item.attr.map_or(TTL, |a| attr_ttl(&a.record));
-            buf.push_plus(&attr, generation, TTL, ttl, item.next_offset, name)
+            buf.push_plus(&attr, generation, TTL, TTL, item.next_offset, name)
         });
         answer(reply, result, |reply, ()| reply.dir(&buf));
     }
@@ -151,7 +148,19 @@ impl<S: Storage> FuseDoor<S> {
             }
             self.engine.write(req.nodeid, offset, data)
         })();
-        answer(reply, result, |reply, n| reply.write(n as u32));
+        answer(reply, result, |reply, written| {
+            if written.blocks_changed {
+                // Writeback sends WRITEs: never invalidate from here (see `notify`).
+                self.notify(|n| n.inval_attrs_later(req.nodeid));
+            }
+            reply.write(written.len as u32)
+        });
+    }
+
+    fn notify(&self, send: impl FnOnce(&Notifier)) {
+        if let Some(notifier) = self.notifier.get() {
+            send(notifier);
+        }
     }
 
     fn xattr(&self, reply: Reply<'_>, size: u32, value: Result<Vec<u8>, EngineError>) {
@@ -186,6 +195,10 @@ fn dot_attr() -> FileAttr {
 }
 
 impl<S: Storage> Handler for FuseDoor<S> {
+    fn init(&self, _info: &InitInfo, notifier: Notifier) {
+        let _ = self.notifier.set(notifier);
+    }
+
     fn handle(&self, req: Request<'_>, reply: Reply<'_>) {
         let e = &self.engine;
         let ino = req.nodeid;
@@ -195,7 +208,7 @@ impl<S: Storage> Handler for FuseDoor<S> {
             Operation::Forget { nlookup } => e.forget(ino, nlookup),
             Operation::BatchForget { forgets } => forgets.iter().for_each(|f| e.forget(f.nodeid, f.nlookup)),
             Operation::Getattr { .. } => {
-                answer(reply, e.getattr(ino), |r, a| r.attr(&file_attr(a.ino, &a.record), attr_ttl(&a.record)))
+                answer(reply, e.getattr(ino), |r, a| r.attr(&file_attr(a.ino, &a.record), TTL))
             }
             Operation::Setattr(ref change) => {
                 let result = (|| {
@@ -204,7 +217,7 @@ impl<S: Storage> Handler for FuseDoor<S> {
                     }
                     e.setattr(ino, &setattr(change))
                 })();
-                answer(reply, result, |r, a| r.attr(&file_attr(a.ino, &a.record), attr_ttl(&a.record)));
+                answer(reply, result, |r, a| r.attr(&file_attr(a.ino, &a.record), TTL));
             }
             Operation::Readlink => answer(reply, e.readlink(ino), |r, target| r.data(&target)),
             Operation::Symlink { name, target } => {
@@ -243,14 +256,7 @@ impl<S: Storage> Handler for FuseDoor<S> {
                 let result = e.mknod(ino, bytes(name), libc::S_IFREG | (mode & 0o7777), 0, creds);
                 let _ = flags;
                 answer(reply, result, |r, a| {
-                    r.create(
-                        &file_attr(a.ino, &a.record),
-                        a.record.generation,
-                        TTL,
-                        Duration::ZERO,
-                        0,
-                        FOPEN_KEEP_CACHE,
-                    )
+                    r.create(&file_attr(a.ino, &a.record), a.record.generation, TTL, TTL, 0, FOPEN_KEEP_CACHE)
                 });
             }
             Operation::Read { offset, size, .. } => {
@@ -269,7 +275,13 @@ impl<S: Storage> Handler for FuseDoor<S> {
                     frsize: s.block_size,
                 })
             }),
-            Operation::Fsync { .. } | Operation::Fsyncdir { .. } => answer(reply, e.sync(), |r, ()| r.ok()),
+            Operation::Fsync { .. } => answer(reply, e.sync(), |r, ()| {
+                // The file is open, so its inode is not being evicted: safe to send now, and
+                // `stat` after `fsync` then sees the block count of everything written back.
+                self.notify(|n| n.inval_attrs(ino));
+                r.ok()
+            }),
+            Operation::Fsyncdir { .. } => answer(reply, e.sync(), |r, ()| r.ok()),
             Operation::Setxattr { name, value, flags, .. } => {
                 let mode = match flags & (XATTR_CREATE | XATTR_REPLACE) {
                     0 => XattrMode::Any,
@@ -295,12 +307,15 @@ impl<S: Storage> Handler for FuseDoor<S> {
             Operation::Opendir { .. } => answer(reply, e.getattr(ino), |r, _| r.open(0, 0)),
             Operation::Readdir { offset, size, .. } => self.readdir(ino, offset, size, false, reply),
             Operation::Readdirplus { offset, size, .. } => self.readdir(ino, offset, size, true, reply),
-            Operation::Flush { .. }
-            | Operation::Release { .. }
-            | Operation::Releasedir { .. }
-            | Operation::Access { .. } => reply.ok(),
+            // Nothing to do at close (no locks, no buffered state): ENOSYS makes the kernel stop
+            // sending FLUSH, one round trip less per close.
+            Operation::Flush { .. } => reply.error(libc::ENOSYS),
+            Operation::Release { .. } | Operation::Releasedir { .. } | Operation::Access { .. } => reply.ok(),
             Operation::Fallocate { offset, length, mode, .. } => {
-                answer(reply, e.fallocate(ino, offset, length, mode), |r, ()| r.ok())
+                answer(reply, e.fallocate(ino, offset, length, mode), |r, ()| {
+                    self.notify(|n| n.inval_attrs(ino));
+                    r.ok()
+                })
             }
             Operation::Lseek { offset, whence, .. } => match whence {
                 3 | 4 => answer(reply, e.lseek(ino, offset, whence), |r, offset| r.lseek(offset)),

@@ -20,7 +20,7 @@ use zerocopy::IntoBytes;
 
 use super::abi;
 use super::request::{Request, Timestamp};
-use super::transport::Transport;
+use super::transport::ReplyChannel;
 
 /// The attributes of an inode as the kernel caches them.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -122,7 +122,7 @@ const BODY_PARTS_INLINE_MAX: usize = 3;
 pub struct Reply<'a> {
     unique: u64,
     op_name: &'static str,
-    transport: &'a dyn Transport,
+    transport: &'a dyn ReplyChannel,
     /// False for FORGET, BATCH_FORGET and INTERRUPT: the kernel waits for no answer.
     expects_reply: bool,
     answered: bool,
@@ -130,7 +130,7 @@ pub struct Reply<'a> {
 
 impl<'a> Reply<'a> {
     /// The reply to `request`, to be sent through `transport`.
-    pub fn new(request: &Request<'_>, transport: &'a dyn Transport) -> Reply<'a> {
+    pub fn new(request: &Request<'_>, transport: &'a dyn ReplyChannel) -> Reply<'a> {
         Reply {
             unique: request.unique,
             op_name: request.op.name(),
@@ -141,7 +141,7 @@ impl<'a> Reply<'a> {
     }
 
     /// A reply to a request that could not be decoded, so only its `unique` is known.
-    pub(crate) fn for_unique(unique: u64, transport: &'a dyn Transport) -> Reply<'a> {
+    pub(crate) fn for_unique(unique: u64, transport: &'a dyn ReplyChannel) -> Reply<'a> {
         Reply { unique, op_name: "MALFORMED", transport, expects_reply: true, answered: false }
     }
 
@@ -304,7 +304,7 @@ fn out_header(unique: u64, error: i32, body: &[&[u8]]) -> abi::fuse_out_header {
 }
 
 /// `header` then `body` as one iovec array; small replies build it on the stack.
-fn send_vectored(transport: &dyn Transport, header: &abi::fuse_out_header, body: &[&[u8]]) -> io::Result<()> {
+fn send_vectored(transport: &dyn ReplyChannel, header: &abi::fuse_out_header, body: &[&[u8]]) -> io::Result<()> {
     if body.len() > BODY_PARTS_INLINE_MAX {
         let iov: Vec<IoSlice<'_>> =
             std::iter::once(header.as_bytes()).chain(body.iter().copied()).map(IoSlice::new).collect();
@@ -449,18 +449,13 @@ mod tests {
 
     use super::*;
     use crate::fuse::request::Operation;
-    use crate::fuse::transport::Received;
 
     #[derive(Default)]
     struct Capture {
         sent: Mutex<Vec<(usize, Vec<u8>)>>,
     }
 
-    impl Transport for Capture {
-        fn receive(&self, _buf: &mut [u8]) -> io::Result<Received> {
-            Ok(Received::Unmounted)
-        }
-
+    impl ReplyChannel for Capture {
         fn send(&self, iov: &[IoSlice<'_>]) -> io::Result<()> {
             assert_eq!(iov[0].len(), size_of::<abi::fuse_out_header>(), "iov[0] is the header");
             let bytes = iov.iter().flat_map(|part| part.iter().copied()).collect();

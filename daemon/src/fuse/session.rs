@@ -13,19 +13,22 @@
 //!   (The kernel sends DESTROY only for `fuseblk` mounts; for ours, unmounting ends the reads.)
 
 use std::io;
-use std::os::fd::OwnedFd;
+use std::os::fd::{AsFd, OwnedFd};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
 use super::abi;
+use super::notify::Notifier;
 use super::reply::Reply;
 use super::request::{Operation, ParseOptions, Request};
-use super::transport::{ClassicTransport, Received, RequestBuffer, Transport};
+use super::transport::{ClassicTransport, Received, ReplyChannel, RequestBuffer, Transport};
+use super::uring;
 
 /// The file system behind a session.
 pub trait Handler: Send + Sync + 'static {
-    /// Called once INIT has been answered, before the first other request.
-    fn init(&self, _info: &InitInfo) {}
+    /// Called once INIT has been answered, before the first other request, with the agreed
+    /// features and the session's [`Notifier`] for cache invalidations.
+    fn init(&self, _info: &InitInfo, _notifier: Notifier) {}
 
     /// Answers one request through `reply`. Called concurrently from all worker threads.
     fn handle(&self, req: Request<'_>, reply: Reply<'_>);
@@ -37,7 +40,8 @@ pub trait Handler: Send + Sync + 'static {
 /// How a session is run and what it asks of the kernel.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SessionConfig {
-    /// Worker threads, each with its own `/dev/fuse` fd.
+    /// Worker threads, each with its own `/dev/fuse` fd; with FUSE-over-io_uring, also the
+    /// number of hand-off threads.
     pub threads: usize,
     /// Largest WRITE payload, a multiple of 4096; also the size of each worker's request buffer
     /// (plus 8 KiB).
@@ -48,11 +52,30 @@ pub struct SessionConfig {
     pub writeback_cache: bool,
     /// Upper bound on the kernel's readahead; the kernel's own limit applies too.
     pub max_readahead: u32,
+    /// Ask for FUSE-over-io_uring ([`super::uring`]): one queue per CPU, served by
+    /// `uring_threads` threads pinned to that CPU with `uring_depth` entries each, and
+    /// `threads` hand-off threads for the requests that wait for the device. Used when the
+    /// kernel offers it at INIT; `/dev/fuse` otherwise.
+    pub uring: bool,
+    pub uring_threads: usize,
+    pub uring_depth: usize,
+    /// Where the session is mounted and the readahead to set there once INIT (which caps it at
+    /// the kernel's default) is answered ([`super::mount::set_read_ahead`]).
+    pub read_ahead: Option<(std::path::PathBuf, u64)>,
 }
 
 impl Default for SessionConfig {
     fn default() -> Self {
-        SessionConfig { threads: 2, max_write: 1 << 20, writeback_cache: true, max_readahead: 1 << 20 }
+        SessionConfig {
+            threads: 2,
+            max_write: 1 << 20,
+            writeback_cache: true,
+            max_readahead: 1 << 20,
+            uring: true,
+            uring_threads: 1,
+            uring_depth: 8,
+            read_ahead: None,
+        }
     }
 }
 
@@ -69,6 +92,8 @@ pub struct InitInfo {
     pub max_write: u32,
     pub max_readahead: u32,
     pub writeback_cache: bool,
+    /// FUSE-over-io_uring was agreed: the ring queues are set up after INIT.
+    pub uring: bool,
 }
 
 /// Most worker threads one session runs (each holds an fd and a `max_write` buffer).
@@ -112,11 +137,19 @@ impl Session {
             return Err(io::Error::new(io::ErrorKind::ConnectionAborted, "unmounted before INIT"));
         };
         tracing::info!(minor = info.proto_minor, flags = format_args!("{:#x}", info.flags), "FUSE session initialized");
-        handler.init(&info);
+        if let Some((mountpoint, bytes)) = &config.read_ahead {
+            if let Err(err) = super::mount::set_read_ahead(mountpoint, *bytes) {
+                tracing::warn!(%err, "readahead left at the kernel's default");
+            }
+        }
+        let (notifier, notifier_thread) = Notifier::start(Arc::new(main.clone_channel()?))?;
+        handler.init(&info, notifier);
         let channels = (0..config.threads).map(|_| main.clone_channel()).collect::<io::Result<Vec<_>>>()?;
         let shared = Shared { handler, destroyed: AtomicBool::new(false), options: parse_options(&info) };
-        let result = run_workers(&shared, &channels, info.max_write);
+        let rings = if info.uring { ring_plan(&config) } else { None };
+        let result = run_workers(&shared, &channels, &main, info.max_write, rings);
         shared.destroy_once();
+        notifier_thread.stop();
         result
     }
 }
@@ -198,6 +231,9 @@ fn negotiate(
     if config.writeback_cache {
         wanted |= abi::FUSE_WRITEBACK_CACHE;
     }
+    if config.uring {
+        wanted |= abi::FUSE_OVER_IO_URING;
+    }
     let flags = wanted & kernel_flags;
     let max_readahead = config.max_readahead.min(kernel_readahead);
     let max_pages = u16::try_from(config.max_write / PAGE_SIZE).expect("max_write validated to at most 16 MiB");
@@ -221,12 +257,46 @@ fn negotiate(
         max_write: config.max_write,
         max_readahead,
         writeback_cache: flags & abi::FUSE_WRITEBACK_CACHE != 0,
+        uring: flags & abi::FUSE_OVER_IO_URING != 0,
     };
     Ok((out, info))
 }
 
-/// Runs one thread per channel and waits for all; the first error (or panic) is returned.
-fn run_workers<H: Handler>(shared: &Shared<H>, channels: &[ClassicTransport], max_write: u32) -> io::Result<()> {
+/// The ring queues to set up: one per possible CPU.
+#[derive(Debug, Clone, Copy)]
+struct RingPlan {
+    queues: usize,
+    threads_per_queue: usize,
+    depth: usize,
+    /// Threads that answer the requests that wait for the device ([`uring::HandOff`]).
+    hand_off_threads: usize,
+}
+
+fn ring_plan(config: &SessionConfig) -> Option<RingPlan> {
+    match uring::possible_cpus() {
+        Ok(queues) => Some(RingPlan {
+            queues,
+            threads_per_queue: config.uring_threads.max(1),
+            depth: config.uring_depth.max(1),
+            hand_off_threads: config.threads.max(1),
+        }),
+        Err(err) => {
+            tracing::warn!(%err, "FUSE-over-io_uring not used: CPU count unknown");
+            None
+        }
+    }
+}
+
+/// Runs one thread per channel and, with `rings`, one pinned thread per ring queue, and waits for
+/// all; the first error (or panic) is returned. The queues are woken to stop once the channels
+/// report the unmount, in case the kernel has not ended their commands itself.
+fn run_workers<H: Handler>(
+    shared: &Shared<H>,
+    channels: &[ClassicTransport],
+    device: &ClassicTransport,
+    max_write: u32,
+    rings: Option<RingPlan>,
+) -> io::Result<()> {
     std::thread::scope(|scope| {
         let workers = channels
             .iter()
@@ -237,16 +307,86 @@ fn run_workers<H: Handler>(shared: &Shared<H>, channels: &[ClassicTransport], ma
                     .spawn_scoped(scope, move || worker(shared, channel, max_write))
             })
             .collect::<io::Result<Vec<_>>>()?;
-        let mut result = Ok(());
-        for handle in workers {
-            let outcome = handle.join().unwrap_or_else(|_| Err(io::Error::other("a FUSE worker thread panicked")));
-            if let Err(err) = outcome {
-                tracing::error!(%err, "FUSE worker stopped");
-                result = result.and(Err(err));
+        let (wakers_tx, wakers) = crossbeam_channel::unbounded();
+        let (hand_offs_tx, hand_offs) = crossbeam_channel::unbounded();
+        let (queues, hand_off_threads) = match rings {
+            Some(plan) => {
+                let queues = (0..plan.queues * plan.threads_per_queue)
+                    .map(|index| {
+                        let qid = index % plan.queues;
+                        let (wakers_tx, hand_offs_tx) = (wakers_tx.clone(), hand_offs_tx.clone());
+                        std::thread::Builder::new().name(format!("vexfs-ring-{qid}")).spawn_scoped(scope, move || {
+                            ring_queue(shared, device, qid, plan.depth, max_write as usize, &wakers_tx, &hand_offs_tx)
+                        })
+                    })
+                    .collect::<io::Result<Vec<_>>>()?;
+                let hand_off_threads = (0..plan.hand_off_threads)
+                    .map(|index| {
+                        let hand_offs = hand_offs.clone();
+                        std::thread::Builder::new().name(format!("vexfs-io-{index}")).spawn_scoped(scope, move || {
+                            uring::serve_hand_offs(&hand_offs, &|delivered, channel| {
+                                dispatch_split(shared, channel, delivered)
+                            });
+                            Ok(())
+                        })
+                    })
+                    .collect::<io::Result<Vec<_>>>()?;
+                (queues, hand_off_threads)
             }
+            None => (Vec::new(), Vec::new()),
+        };
+        drop((wakers_tx, hand_offs_tx, hand_offs));
+        let mut result = join_all(workers);
+        for waker in wakers.iter() {
+            waker.wake();
         }
-        result
+        result = result.and(join_all(queues));
+        result.and(join_all(hand_off_threads))
     })
+}
+
+fn join_all(threads: Vec<std::thread::ScopedJoinHandle<'_, io::Result<()>>>) -> io::Result<()> {
+    let mut result = Ok(());
+    for handle in threads {
+        let outcome = handle.join().unwrap_or_else(|_| Err(io::Error::other("a FUSE worker thread panicked")));
+        if let Err(err) = outcome {
+            tracing::error!(%err, "FUSE worker stopped");
+            result = result.and(Err(err));
+        }
+    }
+    result
+}
+
+/// Serves ring queue `qid` on CPU `qid`. A queue that fails before its first request leaves the
+/// session on `/dev/fuse` (the kernel uses the rings only once every queue is registered); a
+/// failure after that is an error of the session.
+fn ring_queue<H: Handler>(
+    shared: &Shared<H>,
+    device: &ClassicTransport,
+    qid: usize,
+    depth: usize,
+    max_write: usize,
+    wakers: &crossbeam_channel::Sender<uring::QueueWaker>,
+    hand_offs: &crossbeam_channel::Sender<uring::HandOff>,
+) -> io::Result<()> {
+    uring::pin_to_cpu(qid);
+    let qid16 = u16::try_from(qid).map_err(|_| io::Error::other(format!("CPU {qid} beyond FUSE queue ids")))?;
+    let mut queue = match uring::Queue::new(qid16, device.as_fd(), depth, max_write) {
+        Ok(queue) => queue,
+        Err(err) => {
+            tracing::warn!(qid, %err, "FUSE ring queue not set up; requests stay on /dev/fuse");
+            return Ok(());
+        }
+    };
+    let _ = wakers.send(queue.waker());
+    match queue.run(&|delivered, channel| dispatch_split(shared, channel, delivered), Some(hand_offs)) {
+        Ok(uring::QueueEnd::Stopped) => Ok(()),
+        Err(err) if queue.served() == 0 => {
+            tracing::warn!(qid, %err, "FUSE ring queue refused; requests stay on /dev/fuse");
+            Ok(())
+        }
+        Err(err) => Err(io::Error::new(err.kind(), format!("FUSE ring queue {qid}: {err}"))),
+    }
 }
 
 /// Receives and dispatches requests until the file system is unmounted.
@@ -260,34 +400,46 @@ fn worker<H: Handler>(shared: &Shared<H>, channel: &ClassicTransport, max_write:
     }
 }
 
-/// Decodes one request and routes it; independent of the transport it came on.
-fn dispatch<H: Handler>(shared: &Shared<H>, transport: &dyn Transport, bytes: &[u8]) {
-    let request = match Request::parse_with(bytes, shared.options) {
-        Ok(request) => request,
-        Err(err) => return reply_malformed(transport, &err),
-    };
+/// Decodes one contiguous request (`/dev/fuse`) and routes it.
+fn dispatch<H: Handler>(shared: &Shared<H>, channel: &dyn ReplyChannel, bytes: &[u8]) {
+    match Request::parse_with(bytes, shared.options) {
+        Ok(request) => route(shared, channel, request),
+        Err(err) => reply_malformed(channel, &err),
+    }
+}
+
+/// Decodes one request delivered by a ring queue and routes it.
+fn dispatch_split<H: Handler>(shared: &Shared<H>, channel: &dyn ReplyChannel, delivered: uring::Delivered<'_>) {
+    match Request::parse_split(delivered.header, delivered.op_in, delivered.payload, shared.options) {
+        Ok(request) => route(shared, channel, request),
+        Err(err) => reply_malformed(channel, &err),
+    }
+}
+
+/// Routes one decoded request; independent of the transport it came on.
+fn route<H: Handler>(shared: &Shared<H>, channel: &dyn ReplyChannel, request: Request<'_>) {
     tracing::trace!(unique = request.unique, op = request.op.name(), nodeid = request.nodeid, "request");
     match request.op {
         Operation::Interrupt { unique } => tracing::debug!(unique, "INTERRUPT ignored"),
         Operation::Init { .. } => {
             tracing::warn!(unique = request.unique, "INIT after the session started");
-            Reply::new(&request, transport).error(libc::EIO);
+            Reply::new(&request, channel).error(libc::EIO);
         }
         Operation::Destroy => {
             shared.destroy_once();
-            Reply::new(&request, transport).ok();
+            Reply::new(&request, channel).ok();
         }
         _ => {
-            let reply = Reply::new(&request, transport);
+            let reply = Reply::new(&request, channel);
             shared.handler.handle(request, reply);
         }
     }
 }
 
-fn reply_malformed(transport: &dyn Transport, err: &super::request::RequestError) {
+fn reply_malformed(channel: &dyn ReplyChannel, err: &super::request::RequestError) {
     tracing::error!(%err, "malformed FUSE request");
     if let Some(unique) = err.unique() {
-        Reply::for_unique(unique, transport).error(libc::EIO);
+        Reply::for_unique(unique, channel).error(libc::EIO);
     }
 }
 
@@ -308,9 +460,10 @@ mod tests {
         assert_eq!(out.time_gran, 1);
         assert_eq!(out.max_readahead, 128 << 10, "never above the kernel's");
         assert!(info.writeback_cache);
-        assert_eq!(info.flags, FLAGS_WANTED | abi::FUSE_WRITEBACK_CACHE);
-        assert_eq!(u64::from(out.flags), info.flags, "nothing wanted lives in flags2");
-        assert_eq!(out.flags2, 0);
+        assert!(info.uring);
+        assert_eq!(info.flags, FLAGS_WANTED | abi::FUSE_WRITEBACK_CACHE | abi::FUSE_OVER_IO_URING);
+        assert_eq!(u64::from(out.flags), info.flags & 0xffff_ffff);
+        assert_eq!(u64::from(out.flags2) << 32, abi::FUSE_OVER_IO_URING, "io_uring is agreed in flags2");
         for absent in [abi::FUSE_POSIX_LOCKS, abi::FUSE_FLOCK_LOCKS, abi::FUSE_DONT_MASK, abi::FUSE_EXPORT_SUPPORT] {
             assert_eq!(info.flags & absent, 0);
         }
@@ -318,7 +471,7 @@ mod tests {
 
     #[test]
     fn negotiate_only_what_the_kernel_offers() {
-        let config = SessionConfig { writeback_cache: false, ..SessionConfig::default() };
+        let config = SessionConfig { writeback_cache: false, uring: false, ..SessionConfig::default() };
         let offered = abi::FUSE_ASYNC_READ | abi::FUSE_WRITEBACK_CACHE | abi::FUSE_POSIX_LOCKS;
         let (out, info) = negotiate(7, 31, 1 << 20, offered, &config).expect("7.31 is supported");
         assert_eq!(info.flags, abi::FUSE_ASYNC_READ);

@@ -10,7 +10,7 @@
 use std::fs::{File, OpenOptions};
 use std::io::{self, IoSlice, Read, Write};
 use std::mem::size_of;
-use std::os::fd::{AsRawFd, OwnedFd};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
 
 use zerocopy::{FromBytes, Immutable, IntoBytes, KnownLayout};
 
@@ -25,18 +25,24 @@ pub enum Received {
     Unmounted,
 }
 
-/// A channel to the kernel's FUSE connection.
-///
-/// Implementations: [`ClassicTransport`] (`read`/`writev` on a `/dev/fuse` fd) and, planned, a
-/// FUSE-over-io_uring transport built on the same contract.
-pub trait Transport: Send + Sync {
-    /// Blocks until one request arrives and places it at the start of `buf`. Transient
-    /// conditions are retried inside; [`Received::Unmounted`] ends the session.
-    fn receive(&self, buf: &mut [u8]) -> io::Result<Received>;
-
+/// Where the replies to requests go: a `/dev/fuse` fd, or a FUSE-over-io_uring ring entry
+/// ([`super::uring`]).
+pub trait ReplyChannel {
     /// Sends one reply. `iov[0]` is the whole `fuse_out_header`; the other slices, concatenated,
     /// are the body. The reply must go out in one piece or not at all.
     fn send(&self, iov: &[IoSlice<'_>]) -> io::Result<()>;
+}
+
+/// A `/dev/fuse`-style channel to the kernel's FUSE connection: requests are read from it, and
+/// replies and notifications written to it.
+///
+/// Implementation: [`ClassicTransport`] (`read`/`writev` on a `/dev/fuse` fd). The
+/// FUSE-over-io_uring queues ([`super::uring`]) receive in ring buffers instead and answer
+/// through a [`ReplyChannel`] per entry.
+pub trait Transport: ReplyChannel + Send + Sync {
+    /// Blocks until one request arrives and places it at the start of `buf`. Transient
+    /// conditions are retried inside; [`Received::Unmounted`] ends the session.
+    fn receive(&self, buf: &mut [u8]) -> io::Result<Received>;
 }
 
 /// `/dev/fuse`, one fd per worker thread.
@@ -93,7 +99,15 @@ impl Transport for ClassicTransport {
             }
         }
     }
+}
 
+impl AsFd for ClassicTransport {
+    fn as_fd(&self) -> BorrowedFd<'_> {
+        self.device.as_fd()
+    }
+}
+
+impl ReplyChannel for ClassicTransport {
     /// One `writev(2)`: the kernel consumes a reply whole or fails it.
     fn send(&self, iov: &[IoSlice<'_>]) -> io::Result<()> {
         let len: usize = iov.iter().map(|part| part.len()).sum();

@@ -1,0 +1,119 @@
+//! Messages to the kernel that no request asked for (`FUSE_NOTIFY_*`): cache invalidations.
+//!
+//! The mount lets the kernel cache entries and attributes for a long time (see `ops`), which is
+//! right only if the file system says when a cached attribute goes stale behind the kernel's
+//! back. The one case today: a WRITE that the kernel's writeback sends allocates blocks, and the
+//! kernel, which keeps size and times itself under the writeback cache, does not track
+//! `st_blocks`.
+//!
+//! Deadlock rule: the kernel serves an invalidation by looking the inode up, and that lookup
+//! waits for an inode being evicted, whose eviction waits for the inode's page writeback, that is
+//! for WRITE replies. So an invalidation must never be sent by a thread that may owe the kernel
+//! such a reply while the inode could be evicting:
+//! - [`Notifier::inval_attrs`] sends at once; it is for handlers of requests made through an open
+//!   file (FSYNC, FALLOCATE), whose inode cannot be evicting;
+//! - [`Notifier::inval_attrs_later`] queues the invalidation for the session's notifier thread,
+//!   which answers no request; it is for everything else (WRITE, which writeback sends).
+
+use std::io::{self, IoSlice};
+use std::mem::size_of;
+use std::sync::Arc;
+use std::thread::JoinHandle;
+
+use crossbeam_channel::{Receiver, Sender};
+use zerocopy::IntoBytes;
+
+use super::abi;
+use super::transport::Transport;
+
+/// Sends invalidations on one channel of a FUSE connection. Cheap to clone.
+#[derive(Clone)]
+pub struct Notifier {
+    transport: Arc<dyn Transport>,
+    queue: Sender<Message>,
+}
+
+enum Message {
+    InvalAttrs(u64),
+    Stop,
+}
+
+impl std::fmt::Debug for Notifier {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Notifier").field("queued", &self.queue.len()).finish()
+    }
+}
+
+impl Notifier {
+    /// A notifier writing to `transport` and the thread that sends its deferred messages; the
+    /// thread ends at [`NotifierThread::stop`].
+    pub fn start(transport: Arc<dyn Transport>) -> io::Result<(Notifier, NotifierThread)> {
+        let (queue, inbox) = crossbeam_channel::unbounded();
+        let notifier = Notifier { transport, queue };
+        let worker = notifier.clone();
+        let thread =
+            std::thread::Builder::new().name("vexfs-fuse-notify".to_owned()).spawn(move || worker.serve(&inbox))?;
+        Ok((notifier.clone(), NotifierThread { queue: notifier.queue, thread: Some(thread) }))
+    }
+
+    /// Drops the kernel's cached attributes of `nodeid` now. Only from a request made through an
+    /// open file of `nodeid` (see the module documentation).
+    pub fn inval_attrs(&self, nodeid: u64) {
+        // off < 0: attributes only; the page cache stays.
+        let out = abi::fuse_notify_inval_inode_out { ino: nodeid, off: -1, len: 0 };
+        self.send(abi::FUSE_NOTIFY_INVAL_INODE, out.as_bytes());
+    }
+
+    /// Queues [`Notifier::inval_attrs`] for the notifier thread; safe from any request handler.
+    pub fn inval_attrs_later(&self, nodeid: u64) {
+        // Fails only after the thread has stopped, when the kernel no longer caches anything.
+        let _ = self.queue.send(Message::InvalAttrs(nodeid));
+    }
+
+    fn serve(&self, inbox: &Receiver<Message>) {
+        while let Ok(Message::InvalAttrs(nodeid)) = inbox.recv() {
+            self.inval_attrs(nodeid);
+        }
+    }
+
+    /// One notification: `fuse_out_header` with `unique` 0 and the code in `error`, then `body`.
+    fn send(&self, code: i32, body: &[u8]) {
+        let len = u32::try_from(size_of::<abi::fuse_out_header>() + body.len()).expect("notification fits in u32");
+        let header = abi::fuse_out_header { len, error: code, unique: 0 };
+        match self.transport.send(&[IoSlice::new(header.as_bytes()), IoSlice::new(body)]) {
+            Ok(()) => {}
+            // ENOENT: the kernel does not cache the inode (nothing to invalidate); ENODEV: the
+            // file system is unmounted.
+            Err(err) if matches!(err.raw_os_error(), Some(libc::ENOENT | libc::ENODEV)) => {}
+            Err(err) => tracing::warn!(code, %err, "FUSE notification failed"),
+        }
+    }
+}
+
+/// The thread behind [`Notifier::inval_attrs_later`].
+pub struct NotifierThread {
+    queue: Sender<Message>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl NotifierThread {
+    /// Sends what is queued, then ends the thread.
+    pub fn stop(mut self) {
+        self.stop_and_join();
+    }
+
+    fn stop_and_join(&mut self) {
+        if let Some(thread) = self.thread.take() {
+            let _ = self.queue.send(Message::Stop);
+            if thread.join().is_err() {
+                tracing::error!("the FUSE notifier thread panicked");
+            }
+        }
+    }
+}
+
+impl Drop for NotifierThread {
+    fn drop(&mut self) {
+        self.stop_and_join();
+    }
+}
