@@ -48,5 +48,12 @@ if [ ! -d "$MOUNT_DIR" ]; then
     "${SUDO[@]}" mkdir -p "$MOUNT_DIR"
 fi
 
+# vexfsd serves FUSE over io_uring (one queue per CPU) when the kernel allows it.
+URING=/sys/module/fuse/parameters/enable_uring
+if [ -e "$URING" ] && [ "$(cat "$URING")" != "Y" ]; then
+    echo "run: enabling FUSE-over-io_uring ($URING)"
+    echo Y | "${SUDO[@]}" tee "$URING" >/dev/null || echo "run: could not enable it; serving over /dev/fuse"
+fi
+
 echo "run: serving $IMAGE at $MOUNT_DIR (stop with Ctrl-C or: fusermount3 -u $MOUNT_DIR)"
 exec "${SUDO[@]}" "$BIN/vexfsd" --device "$IMAGE" --mount "$MOUNT_DIR" "$@"

@@ -309,7 +309,15 @@ fn walk_tree<E>(
         let page = reader.block(addr)?;
         let node = block::verify(&page, addr, &[BlockKind::Leaf, BlockKind::Internal])
             .and_then(|_| NodeRef::parse(&page, addr))
-            .and_then(|node| node.check_in_tree(&fence, level, is_root).map(|()| node));
+            .and_then(|node| node.check_in_tree(&fence, level, is_root).map(|()| node))
+            // The strict rules parsing leaves out: disjoint leaf values, zeroed free space.
+            .and_then(|node| {
+                match &node {
+                    NodeRef::Leaf(leaf) => leaf.verify(),
+                    NodeRef::Internal(internal) => internal.verify(),
+                }
+                .map(|()| node)
+            });
         let node = match node {
             Ok(node) => node,
             Err(error) => {

@@ -9,7 +9,7 @@
 //! |---------------|----------|----------------|-----------------------------------------------------|
 //! | 0             | 32       | MetaHeader     | kind `Leaf`, level 0                                |
 //! | 32            | 2        | item_count     | items in the table                                  |
-//! | 34            | 2        | values_start   | lowest byte used by values (4096 when none)         |
+//! | 34            | 2        | values_start   | lower bound of the value area (4096 when empty)     |
 //! | 36            | 4        | reserved       | zero                                                |
 //! | 40            | 24 × n   | item table     | sorted by key, strictly ascending (see below)       |
 //! | ..            | ..       | free space     | zero                                                |
