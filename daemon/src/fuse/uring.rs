@@ -144,6 +144,9 @@ struct Entry {
     buffers: Option<Buffers>,
     /// Read by the kernel when the REGISTER command is submitted.
     iov: Box<[libc::iovec; 2]>,
+    /// The commit id of the reply in flight, `None` while the entry is only registered: what to
+    /// send again if the kernel asks for a retry.
+    committing: Option<u64>,
 }
 
 impl Entry {
@@ -157,7 +160,7 @@ impl Entry {
             },
             libc::iovec { iov_base: payload.as_mut_bytes().as_mut_ptr().cast(), iov_len: payload.as_bytes().len() },
         ]);
-        Entry { buffers: Some(Buffers { header, payload }), iov }
+        Entry { buffers: Some(Buffers { header, payload }), iov, committing: None }
     }
 }
 
@@ -378,9 +381,13 @@ impl Queue {
                 let index = tag as usize;
                 if result < 0 {
                     match -result {
-                        // Not ready yet, or interrupted: hand the entry back as it was.
+                        // Not ready yet (REGISTER before INIT completes), or interrupted: send
+                        // the same command again.
                         libc::EAGAIN | libc::EINTR => {
-                            let sqe = self.register_sqe(index);
+                            let sqe = match self.entries[index].committing {
+                                Some(commit_id) => self.commit_sqe(index, commit_id),
+                                None => self.register_sqe(index),
+                            };
                             self.push(&sqe)?;
                         }
                         libc::ENOTCONN | libc::ENODEV | libc::ECONNABORTED | libc::ECANCELED => {
@@ -411,6 +418,7 @@ impl Queue {
     /// Puts an answered entry's buffers back and commits its reply.
     fn finish(&mut self, index: usize, buffers: Buffers, commit_id: u64) -> io::Result<()> {
         self.entries[index].buffers = Some(buffers);
+        self.entries[index].committing = Some(commit_id);
         self.served += 1;
         let sqe = self.commit_sqe(index, commit_id);
         self.push(&sqe)
