@@ -18,38 +18,41 @@ struct Cli {
 enum Cmd {
     /// The device engine (io_uring ring, fixed buffers) against fio's io_uring engine.
     Engine {
-        /// Small sizes and 1 s per side (what `cargo test` runs).
-        #[arg(long)]
-        small: bool,
-        /// Directory for the image file (on the disk under test).
-        #[arg(long, default_value = "/var/tmp/vexfs-bench")]
-        dir: PathBuf,
-        /// Interleaved pairs (VexFS, fio) per workload.
-        #[arg(long, default_value_t = 3)]
-        pairs: usize,
+        #[command(flatten)]
+        common: Common,
         /// Seconds per side; overrides the mode's default.
         #[arg(long)]
         secs: Option<f64>,
     },
     /// The FUSE mount against the host file system on the same disk.
     Mount {
-        #[arg(long)]
-        small: bool,
-        #[arg(long, default_value = "/var/tmp/vexfs-bench")]
-        dir: PathBuf,
-        #[arg(long, default_value_t = 3)]
-        pairs: usize,
+        #[command(flatten)]
+        common: Common,
         /// Directory holding `vexfs` and `vexfsd` (default: $VEXFS_BIN_DIR or target/release).
         #[arg(long)]
         bin_dir: Option<PathBuf>,
     },
 }
 
+/// Options every benchmark takes.
+#[derive(clap::Args)]
+struct Common {
+    /// Small sizes and short runs (what `cargo test` runs).
+    #[arg(long)]
+    small: bool,
+    /// Directory for the image and files (on the disk under test).
+    #[arg(long, default_value = "/var/tmp/vexfs-bench")]
+    dir: PathBuf,
+    /// Interleaved pairs (VexFS, anchor) per workload.
+    #[arg(long, default_value_t = 3)]
+    pairs: usize,
+}
+
 fn main() -> Result<()> {
     let cli = Cli::parse();
     let command_line = std::env::args().collect::<Vec<_>>().join(" ");
     match cli.command {
-        Cmd::Engine { small, dir, pairs, secs } => {
+        Cmd::Engine { common: Common { small, dir, pairs }, secs } => {
             let mut config = engine::Config::new(small, &dir);
             config.pairs = pairs.max(1);
             if let Some(secs) = secs {
@@ -69,7 +72,7 @@ fn main() -> Result<()> {
             print!("{}", table("fio", &rows));
             println!("\n```\n{}```", checksums(&rows));
         }
-        Cmd::Mount { small, dir, pairs, bin_dir } => {
+        Cmd::Mount { common: Common { small, dir, pairs }, bin_dir } => {
             let mut config = mount::Config::new(small, &dir, bin_dir.unwrap_or_else(mount::default_bin_dir));
             config.pairs = pairs.max(1);
             let transport = mount::enable_uring();

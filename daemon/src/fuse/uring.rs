@@ -4,7 +4,13 @@
 //! calling thread runs on. Each queue here is one thread pinned to that CPU with its own
 //! io_uring: the caller sleeps, the queue thread wakes on the same CPU, answers, and the caller
 //! wakes again on the same CPU. With `/dev/fuse` every request and every reply crosses CPUs, and
-//! on a VM each cross-CPU wakeup of a halted virtual CPU costs tens of microseconds.
+//! on a VM each cross-CPU wakeup of a halted virtual CPU is a trip through the hypervisor.
+//!
+//! Requests that wait for the device (READ, WRITE, FSYNC, FSYNCDIR, FALLOCATE) are handed off:
+//! the queue moves the entry's buffers to a hand-off thread ([`serve_hand_offs`]) and goes on
+//! serving its CPU; the hand-off thread answers into the buffers and signals the queue's eventfd,
+//! and the queue commits the reply. A sequential reader thus overlaps with its readahead's device
+//! reads on another CPU.
 //!
 //! Protocol (Linux 6.14+, `enable_uring` module parameter, FUSE_OVER_IO_URING agreed at INIT):
 //! - each queue entry is a header buffer (`fuse_uring_req_header`: `in_out` holds the
@@ -458,9 +464,10 @@ impl Queue {
         // The ring has a slot for every entry and the wake poll, and each entry has at most one
         // command queued, so a full ring only means unsubmitted commands: submit and retry.
         loop {
-            // SAFETY: every buffer the SQE names (an entry's iovec array and the buffers it
-            // points to) lives in `self.entries`, which is neither dropped nor reallocated while
-            // the ring (dropped first, with `self`) can still use them.
+            // Every buffer the SQE names (an entry's iovec array and the buffers it points to)
+            // lives in `self.entries`, which is neither dropped nor reallocated while the ring
+            // (dropped first, with `self`) can still use them.
+            // SAFETY: the memory the SQE names outlives the kernel's use of it.
             if unsafe { self.ring.submission().push(sqe) }.is_ok() {
                 return Ok(());
             }
@@ -472,9 +479,9 @@ impl Queue {
 /// `sqe` with its `len` field (bytes 24..28 of the 64-byte SQE) set: the io-uring crate's
 /// `UringCmd80` builder has no setter for it, and FUSE reads the iovec count from it.
 fn with_len(sqe: squeue::Entry128, len: u32) -> squeue::Entry128 {
-    // SAFETY: `Entry128` is `#[repr(C)]` over the kernel's 64-byte `io_uring_sqe` followed by
-    // 64 command bytes, all plain integers with no padding and no invalid bit patterns, so it
-    // and `[u8; 128]` have the same size and every byte pattern of either is valid for the other.
+    // `Entry128` is `#[repr(C)]` over the kernel's 64-byte `io_uring_sqe` followed by 64 command
+    // bytes, all plain integers with no padding and no invalid bit patterns.
+    // SAFETY: `Entry128` and `[u8; 128]` have one size and every byte pattern is valid for both.
     let mut bytes: [u8; 128] = unsafe { std::mem::transmute(sqe) };
     // The kernel reads the field in the machine's byte order.
     bytes[24..28].copy_from_slice(len.as_bytes());
