@@ -95,6 +95,41 @@ fn vexfsd_refuses_a_missing_device() {
     assert!(!device.exists(), "vexfsd created the missing device");
 }
 
+/// Puts the `enable_uring` module parameter back when dropped, even if the test fails.
+struct RestoreParameter {
+    path: PathBuf,
+    value: String,
+}
+
+impl Drop for RestoreParameter {
+    fn drop(&mut self) {
+        let _ = fs::write(&self.path, &self.value);
+    }
+}
+
+#[test]
+fn vexfsd_refuses_fuse_uring_when_the_kernel_has_it_off() {
+    if !require_root_and_fuse() {
+        return;
+    }
+    let parameter = PathBuf::from("/sys/module/fuse/parameters/enable_uring");
+    let Ok(value) = fs::read_to_string(&parameter) else {
+        eprintln!("SKIP vexfsd_refuses_fuse_uring_when_the_kernel_has_it_off: this kernel has no FUSE-over-io_uring");
+        return;
+    };
+    let _restore = RestoreParameter { path: parameter.clone(), value: value.trim().to_owned() };
+    fs::write(&parameter, "N").expect("turning enable_uring off");
+    let vol = volume(64 * MIB);
+    let scratch = scratch();
+    let dir = scratch.path().join("mnt");
+    fs::create_dir(&dir).expect("mkdir");
+    let what = "vexfsd --fuse-transport uring with enable_uring off";
+    let output = run_vexfsd_expecting_refusal(vol.path(), &dir, &["--fuse-transport", "uring"], REFUSAL_TIMEOUT)
+        .unwrap_or_else(|e| panic!("{what}: {e:#}"));
+    assert_refused(&output, what);
+    assert!(output.stderr.contains("enable_uring"), "the error does not say how to enable it:\n{output}");
+}
+
 #[test]
 fn vexfsd_refuses_a_device_that_is_not_vexfs() {
     if !require_root_and_fuse() {
