@@ -92,10 +92,13 @@ fn serve(args: &Args) -> Result<()> {
         Engine::open(storage, Arc::new(SystemClock), options).with_context(|| format!("{}", args.device.display()))?;
     let mount_options = MountOptions { fsname: args.device.display().to_string(), ..MountOptions::default() };
     let fd = mount::mount(&args.mount, &mount_options)?;
-    let mut config =
-        SessionConfig { threads, writeback_cache: !args.no_writeback_cache, uring, ..SessionConfig::default() };
-    // Two of the largest READs in flight for a sequential reader.
-    config.read_ahead = Some((args.mount.clone(), 2 * u64::from(config.max_write)));
+    let config = SessionConfig {
+        threads,
+        writeback_cache: !args.no_writeback_cache,
+        uring,
+        mountpoint: Some(args.mount.clone()),
+        ..SessionConfig::default()
+    };
     let transport = if uring { "io_uring" } else { "/dev/fuse" };
     tracing::info!(device = %args.device.display(), mount = %args.mount.display(), threads, transport, "serving");
     let signals = watch_signals(&args.mount)?;

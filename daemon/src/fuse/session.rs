@@ -50,7 +50,8 @@ pub struct SessionConfig {
     /// system must then accept READ on files opened write-only (the kernel fills partial pages)
     /// and treat the kernel's `size` and `mtime` as authoritative.
     pub writeback_cache: bool,
-    /// Upper bound on the kernel's readahead; the kernel's own limit applies too.
+    /// The readahead to ask for. INIT caps it at what the kernel offers (128 KiB by default);
+    /// with `mountpoint` set, the session raises the mount's readahead to this after INIT.
     pub max_readahead: u32,
     /// Ask for FUSE-over-io_uring ([`super::uring`]): one queue per CPU, served by
     /// `uring_threads` threads pinned to that CPU with `uring_depth` entries each, and
@@ -59,9 +60,8 @@ pub struct SessionConfig {
     pub uring: bool,
     pub uring_threads: usize,
     pub uring_depth: usize,
-    /// Where the session is mounted and the readahead to set there once INIT (which caps it at
-    /// the kernel's default) is answered ([`super::mount::set_read_ahead`]).
-    pub read_ahead: Option<(std::path::PathBuf, u64)>,
+    /// Where the session is mounted, for raising its readahead ([`super::mount::set_read_ahead`]).
+    pub mountpoint: Option<std::path::PathBuf>,
 }
 
 impl Default for SessionConfig {
@@ -70,11 +70,12 @@ impl Default for SessionConfig {
             threads: 2,
             max_write: 1 << 20,
             writeback_cache: true,
-            max_readahead: 1 << 20,
+            // Two of the largest READs in flight for a sequential reader.
+            max_readahead: 2 << 20,
             uring: true,
             uring_threads: 1,
             uring_depth: 8,
-            read_ahead: None,
+            mountpoint: None,
         }
     }
 }
@@ -137,8 +138,8 @@ impl Session {
             return Err(io::Error::new(io::ErrorKind::ConnectionAborted, "unmounted before INIT"));
         };
         tracing::info!(minor = info.proto_minor, flags = format_args!("{:#x}", info.flags), "FUSE session initialized");
-        if let Some((mountpoint, bytes)) = &config.read_ahead {
-            if let Err(err) = super::mount::set_read_ahead(mountpoint, *bytes) {
+        if let Some(mountpoint) = &config.mountpoint {
+            if let Err(err) = super::mount::set_read_ahead(mountpoint, u64::from(config.max_readahead)) {
                 tracing::warn!(%err, "readahead left at the kernel's default");
             }
         }
@@ -337,7 +338,8 @@ fn run_workers<H: Handler>(
         };
         drop((wakers_tx, hand_offs_tx, hand_offs));
         let mut result = join_all(workers);
-        for waker in wakers.iter() {
+        // Each queue sends its waker once set up; one still setting up finds the connection gone.
+        for waker in wakers.try_iter() {
             waker.wake();
         }
         result = result.and(join_all(queues));
