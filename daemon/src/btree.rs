@@ -45,6 +45,13 @@ pub trait PageStore {
     fn allocate(&mut self) -> Result<BlockAddr, Self::Error>;
     /// Frees a metadata block that is no longer referenced.
     fn free(&mut self, addr: BlockAddr);
+    /// Whether the node in `addr` passed a full structural check since the store loaded it or
+    /// last handed it out for modification; a store that does not track this answers false.
+    fn is_checked(&self, _addr: BlockAddr) -> bool {
+        false
+    }
+    /// Records that the node in `addr` passed a full structural check.
+    fn set_checked(&mut self, _addr: BlockAddr) {}
 }
 
 /// A B-tree identified by its root block, which never moves.
@@ -431,19 +438,28 @@ impl BTree {
         // Each step goes exactly one level down from a root below HEIGHT_MAX, so the loop bound
         // is never the reason it ends on a valid tree.
         for _ in 0..HEIGHT_MAX {
+            // A node checked in full once is only changed through `InternalMut`, which keeps it
+            // valid: later visits check its header and place in the tree, not every entry again.
+            let checked = store.is_checked(addr);
             let block = store.page(addr)?;
             if node::claimed_kind(block) == Some(BlockKind::Leaf) {
                 path.leaf = addr;
                 path.leaf_fence = fence;
                 return Ok(());
             }
-            let inner = InternalRef::parse(block, addr)?;
+            let inner =
+                if checked { InternalRef::parse_trusted(block, addr)? } else { InternalRef::parse(block, addr)? };
             NodeRef::Internal(inner).check_in_tree(&fence, level, addr == self.root)?;
             let index = choose(&inner);
             path.steps.push(Step { addr, level: inner.level(), index, count: inner.len(), fence });
-            fence = inner.child_fence(index, &fence);
-            addr = inner.child(index);
-            level = Some(inner.level() - 1);
+            let (child_fence, child, child_level) =
+                (inner.child_fence(index, &fence), inner.child(index), inner.level() - 1);
+            if !checked {
+                store.set_checked(addr);
+            }
+            fence = child_fence;
+            addr = child;
+            level = Some(child_level);
         }
         Err(malformed(self.root, "tree is deeper than HEIGHT_MAX"))
     }

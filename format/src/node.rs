@@ -712,19 +712,7 @@ pub struct InternalRef<'a> {
 }
 
 fn parse_internal(block: &[u8], addr: BlockAddr) -> Result<(u16, usize), FormatError> {
-    let level = check_header(block, addr, BlockKind::Internal)?;
-    if level == 0 || usize::from(level) >= HEIGHT_MAX {
-        return Err(malformed(addr, format!("internal node has level {level}")));
-    }
-    let fields = InternalFields::ref_from_bytes(&block[META_HEADER_SIZE..INTERNAL_HEADER_SIZE])
-        .expect("internal header size is constant");
-    let count = usize::from(fields.count.get());
-    if count == 0 || count > INTERNAL_ENTRIES_MAX {
-        return Err(malformed(addr, format!("internal node has {count} entries")));
-    }
-    if fields.reserved != [0; 6] {
-        return Err(malformed(addr, "internal node reserved field is not zero"));
-    }
+    let (level, count) = parse_internal_header(block, addr)?;
     let mut previous: Option<Key> = None;
     for index in 0..count {
         let entry = child_entry(block, index);
@@ -741,11 +729,37 @@ fn parse_internal(block: &[u8], addr: BlockAddr) -> Result<(u16, usize), FormatE
     Ok((level, count))
 }
 
+/// The header checks of an internal node: kind, level, entry count, reserved bytes.
+fn parse_internal_header(block: &[u8], addr: BlockAddr) -> Result<(u16, usize), FormatError> {
+    let level = check_header(block, addr, BlockKind::Internal)?;
+    if level == 0 || usize::from(level) >= HEIGHT_MAX {
+        return Err(malformed(addr, format!("internal node has level {level}")));
+    }
+    let fields = InternalFields::ref_from_bytes(&block[META_HEADER_SIZE..INTERNAL_HEADER_SIZE])
+        .expect("internal header size is constant");
+    let count = usize::from(fields.count.get());
+    if count == 0 || count > INTERNAL_ENTRIES_MAX {
+        return Err(malformed(addr, format!("internal node has {count} entries")));
+    }
+    if fields.reserved != [0; 6] {
+        return Err(malformed(addr, "internal node reserved field is not zero"));
+    }
+    Ok((level, count))
+}
+
 impl<'a> InternalRef<'a> {
     /// Validates `block` as the internal node at `addr` (everything but the checksum). Never
     /// panics, whatever the bytes.
     pub fn parse(block: &'a [u8], addr: BlockAddr) -> Result<InternalRef<'a>, FormatError> {
         let (level, count) = parse_internal(block, addr)?;
+        Ok(InternalRef { block, addr, level, count })
+    }
+
+    /// Reads an internal node that passed [`InternalRef::parse`] before and has been changed
+    /// only through [`InternalMut`] since: checks the header (kind, level, entry count) but not
+    /// every entry again. Never panics, whatever the bytes.
+    pub fn parse_trusted(block: &'a [u8], addr: BlockAddr) -> Result<InternalRef<'a>, FormatError> {
+        let (level, count) = parse_internal_header(block, addr)?;
         Ok(InternalRef { block, addr, level, count })
     }
 
@@ -1310,6 +1324,29 @@ mod tests {
         node.verify().unwrap();
         let expected = [(Key::MIN, BlockAddr(5)), (key(8, 0), BlockAddr(7)), (key(12, 0), BlockAddr(8))];
         assert_eq!(node.entries().collect::<Vec<_>>(), expected);
+    }
+
+    #[test]
+    fn trusted_internal_parse_checks_the_header_only() {
+        let entries = [(Key::MIN, BlockAddr(5)), (key(4, 0), BlockAddr(6))];
+        let mut block = vec![0u8; BLOCK_SIZE];
+        build_internal_into(&mut block, ADDR, 1, &entries).unwrap();
+        let trusted = InternalRef::parse_trusted(&block, ADDR).unwrap();
+        assert_eq!(trusted.entries().collect::<Vec<_>>(), entries);
+        // Out-of-order entries pass the trusted read (that is its point) but not the full parse.
+        let mut swapped = block.clone();
+        let first = INTERNAL_HEADER_SIZE..INTERNAL_HEADER_SIZE + ENTRY_SIZE;
+        let second = INTERNAL_HEADER_SIZE + ENTRY_SIZE..INTERNAL_HEADER_SIZE + 2 * ENTRY_SIZE;
+        let (a, b) = (swapped[first.clone()].to_vec(), swapped[second.clone()].to_vec());
+        swapped[first].copy_from_slice(&b);
+        swapped[second].copy_from_slice(&a);
+        assert!(InternalRef::parse_trusted(&swapped, ADDR).is_ok());
+        assert!(InternalRef::parse(&swapped, ADDR).is_err());
+        // A wrong kind, address or entry count is refused either way.
+        assert!(InternalRef::parse_trusted(&block, BlockAddr(ADDR.0 + 1)).is_err());
+        let mut leaf = vec![0u8; BLOCK_SIZE];
+        LeafMut::init(&mut leaf, ADDR);
+        assert!(InternalRef::parse_trusted(&leaf, ADDR).is_err());
     }
 
     #[test]

@@ -25,6 +25,9 @@ struct Frame {
     dirty: bool,
     checkpoint: bool,
     referenced: bool,
+    /// The node in the frame passed a full structural check since it was loaded or last handed
+    /// out for modification ([`Cache::set_checked`]).
+    checked: bool,
 }
 
 /// The cache. Owned by the engine's metadata state; not thread-safe by itself.
@@ -68,7 +71,22 @@ impl Cache {
 
     /// The contents of a frame, for modification. The caller marks it dirty.
     pub fn data_mut(&mut self, id: FrameId) -> &mut [u8] {
-        &mut self.frames[id].buf[..BLOCK_SIZE]
+        let frame = &mut self.frames[id];
+        frame.checked = false;
+        &mut frame.buf[..BLOCK_SIZE]
+    }
+
+    /// Whether the block at `addr` is cached and its node passed a full structural check since
+    /// it was loaded or last modified.
+    pub fn is_checked(&self, addr: u64) -> bool {
+        self.map.get(&addr).is_some_and(|&id| self.frames[id].checked)
+    }
+
+    /// Records that the cached node at `addr` passed a full structural check.
+    pub fn set_checked(&mut self, addr: u64) {
+        if let Some(&id) = self.map.get(&addr) {
+            self.frames[id].checked = true;
+        }
     }
 
     /// The block address a frame holds.
@@ -131,6 +149,7 @@ impl Cache {
             None => self.claim(storage, addr),
         };
         self.frames[id].buf[..BLOCK_SIZE].fill(0);
+        self.frames[id].checked = false;
         id
     }
 
@@ -171,6 +190,7 @@ impl Cache {
                 dirty: false,
                 checkpoint: false,
                 referenced: false,
+                checked: false,
             });
             self.frames.len() - 1
         } else {
@@ -183,6 +203,7 @@ impl Cache {
         frame.addr = addr;
         frame.valid = true;
         frame.referenced = true;
+        frame.checked = false;
         self.map.insert(addr, id);
         id
     }
@@ -210,5 +231,33 @@ impl Cache {
             "metadata cache exhausted: {} frames, {} dirty, {} pinned (engine limits must prevent this)",
             len, self.dirty_count, self.pinned_count
         );
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::io::sim::SimStorage;
+
+    #[test]
+    fn checked_lasts_until_the_frame_changes() {
+        let storage = SimStorage::new(1 << 20);
+        let mut cache = Cache::new(64);
+        let (id, fresh) = cache.load(&storage, 7).expect("load");
+        assert!(fresh);
+        assert!(!cache.is_checked(7), "a loaded frame starts unchecked");
+        cache.set_checked(7);
+        assert!(cache.is_checked(7));
+        assert!(cache.load(&storage, 7).expect("hit").0 == id && cache.is_checked(7), "a hit keeps the mark");
+        cache.data_mut(id)[0] = 1;
+        assert!(!cache.is_checked(7), "handing a frame out for modification clears the mark");
+        cache.set_checked(7);
+        cache.discard(id);
+        let _ = cache.load(&storage, 7).expect("reload");
+        assert!(!cache.is_checked(7), "a reloaded frame is unchecked");
+        cache.set_checked(7);
+        let id = cache.create(&storage, 7);
+        assert!(!cache.is_checked(7) && cache.data(id).iter().all(|&b| b == 0), "a recreated frame is unchecked");
+        assert!(!cache.is_checked(8), "an uncached block is unchecked");
     }
 }

@@ -270,6 +270,14 @@ impl<S: Storage> PageStore for Tx<'_, S> {
         self.page_mut_of(addr, &META_KINDS)
     }
 
+    fn is_checked(&self, addr: BlockAddr) -> bool {
+        self.meta.cache.is_checked(addr.0)
+    }
+
+    fn set_checked(&mut self, addr: BlockAddr) {
+        self.meta.cache.set_checked(addr.0);
+    }
+
     fn allocate(&mut self) -> Result<BlockAddr> {
         let goal = self.meta.alloc.meta_cursor;
         let (start, _) = self.find_free(goal, 1)?.ok_or(EngineError::NoSpace)?;
