@@ -15,12 +15,13 @@
 //! - [`Notifier::inval_attrs_later`] queues the invalidation for the session's notifier thread,
 //!   which answers no request; it is for everything else (WRITE, which writeback sends).
 
+use std::collections::HashSet;
 use std::io::{self, IoSlice};
 use std::mem::size_of;
 use std::sync::Arc;
 use std::thread::JoinHandle;
 
-use crossbeam_channel::{Receiver, Sender};
+use parking_lot::{Condvar, Mutex};
 use zerocopy::IntoBytes;
 
 use super::abi;
@@ -30,30 +31,37 @@ use super::transport::Transport;
 #[derive(Clone)]
 pub struct Notifier {
     transport: Arc<dyn Transport>,
-    queue: Sender<Message>,
+    deferred: Arc<Deferred>,
 }
 
-enum Message {
-    InvalAttrs(u64),
-    Stop,
+/// The invalidations waiting for the notifier thread: each inode at most once, so the set is
+/// bounded by the inodes being written, however many WRITEs change their block counts.
+#[derive(Default)]
+struct Deferred {
+    pending: Mutex<Pending>,
+    ready: Condvar,
+}
+
+#[derive(Default)]
+struct Pending {
+    nodeids: HashSet<u64>,
+    stop: bool,
 }
 
 impl std::fmt::Debug for Notifier {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Notifier").field("queued", &self.queue.len()).finish()
+        f.debug_struct("Notifier").field("pending", &self.deferred.pending.lock().nodeids.len()).finish()
     }
 }
 
 impl Notifier {
-    /// A notifier writing to `transport` and the thread that sends its deferred messages; the
-    /// thread ends at [`NotifierThread::stop`].
+    /// A notifier writing to `transport` and the thread that sends its deferred invalidations;
+    /// the thread ends at [`NotifierThread::stop`].
     pub fn start(transport: Arc<dyn Transport>) -> io::Result<(Notifier, NotifierThread)> {
-        let (queue, inbox) = crossbeam_channel::unbounded();
-        let notifier = Notifier { transport, queue };
+        let notifier = Notifier { transport, deferred: Arc::default() };
         let worker = notifier.clone();
-        let thread =
-            std::thread::Builder::new().name("vexfs-fuse-notify".to_owned()).spawn(move || worker.serve(&inbox))?;
-        Ok((notifier.clone(), NotifierThread { queue: notifier.queue, thread: Some(thread) }))
+        let thread = std::thread::Builder::new().name("vexfs-fuse-notify".to_owned()).spawn(move || worker.serve())?;
+        Ok((notifier.clone(), NotifierThread { deferred: notifier.deferred, thread: Some(thread) }))
     }
 
     /// Drops the kernel's cached attributes of `nodeid` now. Only from a request made through an
@@ -65,14 +73,30 @@ impl Notifier {
     }
 
     /// Queues [`Notifier::inval_attrs`] for the notifier thread; safe from any request handler.
+    /// An inode already queued is not queued twice.
     pub fn inval_attrs_later(&self, nodeid: u64) {
-        // Fails only after the thread has stopped, when the kernel no longer caches anything.
-        let _ = self.queue.send(Message::InvalAttrs(nodeid));
+        let mut pending = self.deferred.pending.lock();
+        if pending.nodeids.insert(nodeid) {
+            self.deferred.ready.notify_one();
+        }
     }
 
-    fn serve(&self, inbox: &Receiver<Message>) {
-        while let Ok(Message::InvalAttrs(nodeid)) = inbox.recv() {
-            self.inval_attrs(nodeid);
+    /// Sends the queued invalidations until stopped; what is queued at the stop is sent first.
+    fn serve(&self) {
+        loop {
+            let batch = {
+                let mut pending = self.deferred.pending.lock();
+                while pending.nodeids.is_empty() && !pending.stop {
+                    self.deferred.ready.wait(&mut pending);
+                }
+                if pending.nodeids.is_empty() {
+                    return;
+                }
+                std::mem::take(&mut pending.nodeids)
+            };
+            for nodeid in batch {
+                self.inval_attrs(nodeid);
+            }
         }
     }
 
@@ -92,7 +116,7 @@ impl Notifier {
 
 /// The thread behind [`Notifier::inval_attrs_later`].
 pub struct NotifierThread {
-    queue: Sender<Message>,
+    deferred: Arc<Deferred>,
     thread: Option<JoinHandle<()>>,
 }
 
@@ -104,7 +128,8 @@ impl NotifierThread {
 
     fn stop_and_join(&mut self) {
         if let Some(thread) = self.thread.take() {
-            let _ = self.queue.send(Message::Stop);
+            self.deferred.pending.lock().stop = true;
+            self.deferred.ready.notify_one();
             if thread.join().is_err() {
                 tracing::error!("the FUSE notifier thread panicked");
             }
