@@ -77,8 +77,7 @@ fn serve(args: &Args) -> Result<()> {
         ),
     };
     // Ring queue threads, and as many hand-off threads as workers.
-    let queues =
-        if uring { uring::possible_cpus().unwrap_or(0) * SessionConfig::default().uring_threads + threads } else { 0 };
+    let queues = if uring { uring::possible_cpus().unwrap_or(0) + threads } else { 0 };
     let device = Device::open(&args.device, &DeviceOptions::default())?;
     // The arena backs the metadata cache plus each serving thread's staging buffers for data I/O.
     let arena_bytes = args.cache_size as usize + (threads + queues + 2) * (8 << 20) + (64 << 20);

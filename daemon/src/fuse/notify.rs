@@ -16,8 +16,7 @@
 //!   which answers no request; it is for everything else (WRITE, which writeback sends).
 
 use std::collections::HashSet;
-use std::io::{self, IoSlice};
-use std::mem::size_of;
+use std::io;
 use std::sync::Arc;
 use std::thread::JoinHandle;
 
@@ -25,6 +24,7 @@ use parking_lot::{Condvar, Mutex};
 use zerocopy::IntoBytes;
 
 use super::abi;
+use super::reply::{out_header, send_vectored};
 use super::transport::Transport;
 
 /// Sends invalidations on one channel of a FUSE connection. Cheap to clone.
@@ -102,9 +102,8 @@ impl Notifier {
 
     /// One notification: `fuse_out_header` with `unique` 0 and the code in `error`, then `body`.
     fn send(&self, code: i32, body: &[u8]) {
-        let len = u32::try_from(size_of::<abi::fuse_out_header>() + body.len()).expect("notification fits in u32");
-        let header = abi::fuse_out_header { len, error: code, unique: 0 };
-        match self.transport.send(&[IoSlice::new(header.as_bytes()), IoSlice::new(body)]) {
+        let header = out_header(0, code, &[body]);
+        match send_vectored(&*self.transport, &header, &[body]) {
             Ok(()) => {}
             // ENOENT: the kernel does not cache the inode (nothing to invalidate); ENODEV: the
             // file system is unmounted.

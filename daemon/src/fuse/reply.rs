@@ -295,7 +295,9 @@ impl<'a> Reply<'a> {
     }
 }
 
-fn out_header(unique: u64, error: i32, body: &[&[u8]]) -> abi::fuse_out_header {
+/// The `fuse_out_header` of a message with `body`: a reply (`unique` of its request, `error` 0
+/// or a negative errno) or a notification (`unique` 0, `error` the notification code).
+pub(super) fn out_header(unique: u64, error: i32, body: &[&[u8]]) -> abi::fuse_out_header {
     assert!(body.len() < IOV_MAX, "reply with {} parts exceeds IOV_MAX", body.len());
     let body_len: usize = body.iter().map(|part| part.len()).sum();
     let len = size_of::<abi::fuse_out_header>() + body_len;
@@ -304,7 +306,11 @@ fn out_header(unique: u64, error: i32, body: &[&[u8]]) -> abi::fuse_out_header {
 }
 
 /// `header` then `body` as one iovec array; small replies build it on the stack.
-fn send_vectored(transport: &dyn ReplyChannel, header: &abi::fuse_out_header, body: &[&[u8]]) -> io::Result<()> {
+pub(super) fn send_vectored(
+    transport: &dyn ReplyChannel,
+    header: &abi::fuse_out_header,
+    body: &[&[u8]],
+) -> io::Result<()> {
     if body.len() > BODY_PARTS_INLINE_MAX {
         let iov: Vec<IoSlice<'_>> =
             std::iter::once(header.as_bytes()).chain(body.iter().copied()).map(IoSlice::new).collect();

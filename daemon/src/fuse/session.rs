@@ -53,12 +53,11 @@ pub struct SessionConfig {
     /// The readahead to ask for. INIT caps it at what the kernel offers (128 KiB by default);
     /// with `mountpoint` set, the session raises the mount's readahead to this after INIT.
     pub max_readahead: u32,
-    /// Ask for FUSE-over-io_uring ([`super::uring`]): one queue per CPU, served by
-    /// `uring_threads` threads pinned to that CPU with `uring_depth` entries each, and
+    /// Ask for FUSE-over-io_uring ([`super::uring`]): one queue per CPU, served by a thread
+    /// pinned to that CPU with `uring_depth` entries, and
     /// `threads` hand-off threads for the requests that wait for the device. Used when the
     /// kernel offers it at INIT; `/dev/fuse` otherwise.
     pub uring: bool,
-    pub uring_threads: usize,
     pub uring_depth: usize,
     /// Where the session is mounted, for raising its readahead ([`super::mount::set_read_ahead`]).
     pub mountpoint: Option<std::path::PathBuf>,
@@ -73,7 +72,6 @@ impl Default for SessionConfig {
             // Two of the largest READs in flight for a sequential reader.
             max_readahead: 2 << 20,
             uring: true,
-            uring_threads: 1,
             uring_depth: 8,
             mountpoint: None,
         }
@@ -267,7 +265,6 @@ fn negotiate(
 #[derive(Debug, Clone, Copy)]
 struct RingPlan {
     queues: usize,
-    threads_per_queue: usize,
     depth: usize,
     /// Threads that answer the requests that wait for the device ([`uring::HandOff`]).
     hand_off_threads: usize,
@@ -275,12 +272,9 @@ struct RingPlan {
 
 fn ring_plan(config: &SessionConfig) -> Option<RingPlan> {
     match uring::possible_cpus() {
-        Ok(queues) => Some(RingPlan {
-            queues,
-            threads_per_queue: config.uring_threads.max(1),
-            depth: config.uring_depth.max(1),
-            hand_off_threads: config.threads.max(1),
-        }),
+        Ok(queues) => {
+            Some(RingPlan { queues, depth: config.uring_depth.max(1), hand_off_threads: config.threads.max(1) })
+        }
         Err(err) => {
             tracing::warn!(%err, "FUSE-over-io_uring not used: CPU count unknown");
             None
@@ -312,9 +306,8 @@ fn run_workers<H: Handler>(
         let (hand_offs_tx, hand_offs) = crossbeam_channel::unbounded();
         let (queues, hand_off_threads) = match rings {
             Some(plan) => {
-                let queues = (0..plan.queues * plan.threads_per_queue)
-                    .map(|index| {
-                        let qid = index % plan.queues;
+                let queues = (0..plan.queues)
+                    .map(|qid| {
                         let (wakers_tx, hand_offs_tx) = (wakers_tx.clone(), hand_offs_tx.clone());
                         std::thread::Builder::new().name(format!("vexfs-ring-{qid}")).spawn_scoped(scope, move || {
                             ring_queue(shared, device, qid, plan.depth, max_write as usize, &wakers_tx, &hand_offs_tx)
@@ -382,7 +375,7 @@ fn ring_queue<H: Handler>(
     };
     let _ = wakers.send(queue.waker());
     match queue.run(&|delivered, channel| dispatch_split(shared, channel, delivered), Some(hand_offs)) {
-        Ok(uring::QueueEnd::Stopped) => Ok(()),
+        Ok(()) => Ok(()),
         Err(err) if queue.served() == 0 => {
             tracing::warn!(qid, %err, "FUSE ring queue refused; requests stay on /dev/fuse");
             Ok(())

@@ -43,6 +43,7 @@ use io_uring::{cqueue, opcode, squeue, types, IoUring};
 use zerocopy::{FromBytes, IntoBytes};
 
 use super::abi;
+use super::reply::out_header;
 use super::transport::ReplyChannel;
 
 const PAGE_SIZE: usize = 4096;
@@ -88,13 +89,18 @@ pub struct Buffers {
 }
 
 impl Buffers {
+    fn header(&self) -> &abi::fuse_uring_req_header {
+        let bytes = &self.header.as_bytes()[..size_of::<abi::fuse_uring_req_header>()];
+        abi::fuse_uring_req_header::ref_from_bytes(bytes).expect("header size and alignment")
+    }
+
     fn header_mut(&mut self) -> &mut abi::fuse_uring_req_header {
         let bytes = &mut self.header.as_mut_bytes()[..size_of::<abi::fuse_uring_req_header>()];
         abi::fuse_uring_req_header::mut_from_bytes(bytes).expect("header size and alignment")
     }
 
-    fn opcode(&mut self) -> u32 {
-        let in_header = &self.header_mut().in_out[..size_of::<abi::fuse_in_header>()];
+    fn opcode(&self) -> u32 {
+        let in_header = &self.header().in_out[..size_of::<abi::fuse_in_header>()];
         abi::fuse_in_header::read_from_bytes(in_header).map_or(0, |h| h.opcode)
     }
 
@@ -123,10 +129,7 @@ impl Buffers {
 
         let (mut out, mut len) = match reply.header.take() {
             Some(out) => (out, reply.len.get()),
-            None => {
-                let len = size_of::<abi::fuse_out_header>() as u32;
-                (abi::fuse_out_header { len, error: -libc::EIO, unique }, 0)
-            }
+            None => (out_header(unique, -libc::EIO, &[]), 0),
         };
         if reply.direct.into_inner().is_none() {
             let staged = staged.borrow();
@@ -305,13 +308,6 @@ impl QueueWaker {
     }
 }
 
-/// What ended a queue.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum QueueEnd {
-    /// The connection ended (unmount or abort) or [`QueueWaker::wake`] was called.
-    Stopped,
-}
-
 const WAKE_TAG: u64 = u64::MAX;
 
 /// One FUSE ring queue: an io_uring with 128-byte SQEs, the `/dev/fuse` fd as fixed file 0, and
@@ -356,11 +352,11 @@ impl Queue {
         self.served
     }
 
-    /// Registers every entry, then answers requests with `handle` until the connection ends or
-    /// the queue is woken. Requests that wait for the device go to `hand_offs` when given.
+    /// Registers every entry, then answers requests with `handle` until the connection ends
+    /// (unmount or abort) or the queue is woken ([`QueueWaker::wake`]). Requests that wait for the device go to `hand_offs` when given.
     /// `handle` must answer through the channel it is given before it returns; a request left
     /// unanswered gets EIO.
-    pub fn run(&mut self, handle: &Handle<'_>, hand_offs: Option<&Sender<HandOff>>) -> io::Result<QueueEnd> {
+    pub fn run(&mut self, handle: &Handle<'_>, hand_offs: Option<&Sender<HandOff>>) -> io::Result<()> {
         for index in 0..self.entries.len() {
             let sqe = self.register_sqe(index);
             self.push(&sqe)?;
@@ -377,7 +373,7 @@ impl Queue {
             for (tag, result) in completed.drain(..) {
                 if tag == WAKE_TAG {
                     if self.wake.stop.load(Ordering::Acquire) {
-                        return Ok(QueueEnd::Stopped);
+                        return Ok(());
                     }
                     self.wake.clear();
                     self.commit_answered()?;
@@ -396,9 +392,7 @@ impl Queue {
                             };
                             self.push(&sqe)?;
                         }
-                        libc::ENOTCONN | libc::ENODEV | libc::ECONNABORTED | libc::ECANCELED => {
-                            return Ok(QueueEnd::Stopped)
-                        }
+                        libc::ENOTCONN | libc::ENODEV | libc::ECONNABORTED | libc::ECANCELED => return Ok(()),
                         errno => return Err(io::Error::from_raw_os_error(errno)),
                     }
                     continue;
