@@ -9,3 +9,4 @@ pub mod engine;
 pub mod fuse;
 pub mod io;
 pub mod storage;
+pub mod vector;

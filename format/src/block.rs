@@ -17,7 +17,7 @@ use zerocopy::{FromBytes, Immutable, IntoBytes, KnownLayout, Unaligned};
 
 use crate::FormatError;
 
-/// The volume block size. Format version 1 supports exactly this size; the superblock records it
+/// The volume block size. Format versions 1 and 2 support exactly this size; the superblock records it
 /// so a later version can support others.
 pub const BLOCK_SIZE: usize = 4096;
 /// [`BLOCK_SIZE`] as a `u64`, for byte-offset arithmetic.

@@ -9,20 +9,23 @@
 //! overflow block (checksums, key order, fence keys, levels, cycles); every item's encoding; the
 //! namespace (every inode reachable, link counts, directory parents and sizes, entry/index pairs,
 //! entry types); extents (inside the data area, no block claimed twice); the bitmap against the
-//! blocks actually referenced; the volume root's counters.
+//! blocks actually referenced; the volume root's counters; vector collections (format version 2:
+//! each record names existing shard-log inodes that only it names, and every record of every
+//! shard log decodes, in sequence, with the collection's dimension).
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 
 use crate::bitmap::{self, BITS_PER_BITMAP_BLOCK};
-use crate::block::{self, BlockAddr, BlockKind, BLOCK_SIZE};
-use crate::inode::{file_type, InodeRecord, DIR_FIRST_INDEX, INODE_FLAG_ORPHAN, ROOT_INO};
+use crate::block::{self, BlockAddr, BlockKind, BLOCK_SIZE, BLOCK_SIZE_U64};
+use crate::collection::{self, CollectionRecord, LogBody, LogError};
+use crate::inode::{file_type, InodeRecord, DIR_FIRST_INDEX, INODE_FLAG_ORPHAN, INODE_FLAG_SHARD, ROOT_INO};
 use crate::items::{self, Extent};
 use crate::journal::{self, JournalRegion};
-use crate::key::{ItemKind, Key, COLLECTION_KIND_FIRST, COLLECTION_KIND_LAST, ORPHAN_OBJECT};
+use crate::key::{ItemKind, Key, COLLECTION_KIND_LAST, ORPHAN_OBJECT, RESERVED_KIND_FIRST};
 use crate::mkfs::Layout;
 use crate::node::{Fence, NodeRef, OverflowReader, HEIGHT_MAX};
 use crate::root::VolumeRoot;
-use crate::superblock::{Superblock, VolumeState, SUPERBLOCK_SLOTS};
+use crate::superblock::{Superblock, VolumeState, FORMAT_VERSION_COLLECTIONS, SUPERBLOCK_SLOTS};
 use crate::FormatError;
 
 /// Problems reported in full; past this only a count is kept.
@@ -54,12 +57,23 @@ pub struct Stats {
     pub block_count: u64,
     pub inodes: u64,
     pub directories: u64,
+    /// Regular files, shard logs not included.
     pub regular_files: u64,
     pub symlinks: u64,
     pub tree_blocks: u64,
     pub data_blocks: u64,
     pub free_blocks: u64,
     pub journal_transactions: u64,
+    /// Directories that are vector collections.
+    pub collections: u64,
+    /// Inodes flagged as shard logs (orphaned ones included).
+    pub shard_logs: u64,
+    /// Records in the shard logs of collections.
+    pub log_records: u64,
+    /// Ids in insert records: vectors written, replacements counted each time.
+    pub log_vectors: u64,
+    /// Ids in delete records.
+    pub log_deletes: u64,
 }
 
 /// The result of a check.
@@ -155,6 +169,12 @@ struct Model {
     symlinks: HashMap<u64, usize>,
     orphans: HashSet<u64>,
     item_owners: HashSet<u64>,
+    /// The superblock's format version: what the volume may store.
+    format_version: u32,
+    /// Directory -> its collection record.
+    collections: BTreeMap<u64, CollectionRecord>,
+    /// Shard inode -> the collection directories naming it (filled after the walk).
+    shard_owners: HashMap<u64, Vec<u64>>,
 }
 
 /// Block ownership: one bit per block, set once.
@@ -205,10 +225,13 @@ pub fn check<E>(read: &mut crate::block::BlockRead<'_, E>, device_bytes: u64) ->
     let Some(root) = check_root(&mut reader, &sb, &layout, &mut report)? else {
         return Ok(report);
     };
-    let mut model = Model::default();
+    let mut model = Model { format_version: sb.format_version, ..Model::default() };
     walk_tree(&mut reader, layout.tree_root, &mut claims, &mut model, &mut report)?;
+    model.shard_owners = shard_owners(&model.collections);
     check_namespace(&model, &mut report);
     check_extents(&model, &layout, &mut claims, &mut report);
+    check_collections(&model, &mut report);
+    check_shard_logs(&mut reader, &model, &layout, &mut report)?;
     check_bitmap(&mut reader, &layout, &claims, &root, &mut report)?;
     check_counters(&model, &root, &mut report);
     Ok(report)
@@ -402,8 +425,8 @@ fn read_overflow<E>(
 fn check_item(key: Key, value: &[u8], addr: u64, model: &mut Model, report: &mut Report) {
     let ino = key.object;
     let Some(kind) = ItemKind::from_u8(key.kind) else {
-        let what = if (COLLECTION_KIND_FIRST..=COLLECTION_KIND_LAST).contains(&key.kind) {
-            format!("item kind {} is reserved for collections, which this version does not store", key.kind)
+        let what = if (RESERVED_KIND_FIRST..=COLLECTION_KIND_LAST).contains(&key.kind) {
+            format!("item kind {} is reserved for vector index pages, which this version does not store", key.kind)
         } else {
             format!("unknown item kind {}", key.kind)
         };
@@ -451,10 +474,46 @@ fn check_item(key: Key, value: &[u8], addr: u64, model: &mut Model, report: &mut
             model.orphans.insert(key.offset);
             Ok(())
         }
+        ItemKind::Collection => check_collection_item(key, value, addr, model, report),
     };
     if let Err(error) = result {
         report.format_error(&error, Some(ino));
     }
+}
+
+/// Decodes a `Collection` item into the model; its references are checked after the walk.
+fn check_collection_item(
+    key: Key,
+    value: &[u8],
+    addr: u64,
+    model: &mut Model,
+    report: &mut Report,
+) -> Result<(), FormatError> {
+    let dir = key.object;
+    if model.format_version < FORMAT_VERSION_COLLECTIONS {
+        let what = format!(
+            "collection item on a format version {} volume (collections need version {FORMAT_VERSION_COLLECTIONS})",
+            model.format_version
+        );
+        report.problem(Some(addr), Some(dir), what);
+    }
+    if key.offset != 0 {
+        report.problem(Some(addr), Some(dir), format!("collection item at offset {} instead of 0", key.offset));
+    }
+    let record = collection::decode_collection(value, addr)?;
+    model.collections.insert(dir, record);
+    Ok(())
+}
+
+/// Which collection directories name each shard inode.
+fn shard_owners(collections: &BTreeMap<u64, CollectionRecord>) -> HashMap<u64, Vec<u64>> {
+    let mut owners: HashMap<u64, Vec<u64>> = HashMap::new();
+    for (&dir, record) in collections {
+        for &shard in &record.shards {
+            owners.entry(shard).or_default().push(dir);
+        }
+    }
+    owners
 }
 
 /// Link counts, reachability, entry/index pairs, parents, types.
@@ -536,6 +595,10 @@ fn check_namespace(model: &Model, report: &mut Report) {
 
 fn count_inode(record: &InodeRecord, report: &mut Report) {
     report.stats.inodes += 1;
+    if record.flags & INODE_FLAG_SHARD != 0 {
+        report.stats.shard_logs += 1;
+        return;
+    }
     match record.kind() {
         file_type::DIRECTORY => report.stats.directories += 1,
         file_type::REGULAR => report.stats.regular_files += 1,
@@ -563,6 +626,9 @@ fn check_links(
         }
         return;
     }
+    if record.flags & INODE_FLAG_SHARD != 0 {
+        return check_shard_links(ino, record, linked, model, report);
+    }
     if linked == 0 {
         report.problem(None, Some(ino), "inode is not reachable from any directory and is not an orphan");
     }
@@ -579,6 +645,211 @@ fn check_links(
     }
     if record.kind() == file_type::SYMLINK && model.symlinks.get(&ino).copied() != Some(record.size as usize) {
         report.problem(None, Some(ino), "symlink target is missing or its length differs from the size");
+    }
+}
+
+/// A live shard log: a regular file on a version-2 volume, named by exactly one collection record
+/// and by no directory entry, with `nlink` 1. (An orphaned shard, left by a dropped collection
+/// and waiting to be freed, is checked as any orphan.)
+fn check_shard_links(ino: u64, record: &InodeRecord, linked: u64, model: &Model, report: &mut Report) {
+    if model.format_version < FORMAT_VERSION_COLLECTIONS {
+        report.problem(None, Some(ino), format!("shard log flag on a format version {} volume", model.format_version));
+    }
+    if record.kind() != file_type::REGULAR {
+        report.problem(
+            None,
+            Some(ino),
+            format!("shard log flag on mode {:o}, which is not a regular file", record.mode),
+        );
+    }
+    if linked != 0 {
+        report.problem(
+            None,
+            Some(ino),
+            format!("shard log is named by {linked} directory entries (it must be hidden)"),
+        );
+    }
+    let owners = model.shard_owners.get(&ino).map_or(&[][..], Vec::as_slice);
+    match owners {
+        [] => report.problem(None, Some(ino), "shard log is named by no collection and is not an orphan"),
+        [_] => {}
+        _ => report.problem(
+            None,
+            Some(ino),
+            format!("shard log is named by several collections (directories {owners:?})"),
+        ),
+    }
+    if record.nlink != 1 {
+        report.problem(None, Some(ino), format!("shard log has link count {}, expected 1", record.nlink));
+    }
+}
+
+/// Every collection: on a directory, naming shard inodes that exist, are flagged as shard logs
+/// and are not orphans. Each shard inode's own rules are checked with the other inodes.
+fn check_collections(model: &Model, report: &mut Report) {
+    for (&dir, record) in &model.collections {
+        report.stats.collections += 1;
+        if model.inodes.get(&dir).is_some_and(|inode| !inode.is_dir()) {
+            report.problem(None, Some(dir), "collection item on something that is not a directory");
+        }
+        for (index, &shard) in record.shards.iter().enumerate() {
+            let what = match model.inodes.get(&shard) {
+                None => "which does not exist",
+                Some(inode) if inode.flags & INODE_FLAG_SHARD == 0 => "which is not flagged as a shard log",
+                Some(inode) if inode.flags & INODE_FLAG_ORPHAN != 0 => "which is an orphan",
+                Some(_) => continue,
+            };
+            report.problem(None, Some(dir), format!("collection shard {index} names inode {shard}, {what}"));
+        }
+    }
+}
+
+/// Bytes of a shard log read at a time when the next record needs more than is buffered.
+const LOG_READ_BYTES: u64 = 1 << 20;
+
+/// Decodes every shard log of every collection from its first byte to its size.
+fn check_shard_logs<E>(
+    reader: &mut Reader<'_, E>,
+    model: &Model,
+    layout: &Layout,
+    report: &mut Report,
+) -> Result<(), FsckError<E>> {
+    for (&dir, record) in &model.collections {
+        for (index, &shard) in record.shards.iter().enumerate() {
+            let Some(inode) = model.inodes.get(&shard) else { continue };
+            let owners = model.shard_owners.get(&shard).map_or(&[][..], Vec::as_slice);
+            // A shard that is not a live shard file has been reported; a shared one is read once.
+            let live = inode.flags & INODE_FLAG_SHARD != 0 && inode.flags & INODE_FLAG_ORPHAN == 0;
+            if !live || inode.kind() != file_type::REGULAR || owners.first() != Some(&dir) {
+                continue;
+            }
+            let extents = model.extents.get(&shard).map_or(&[][..], Vec::as_slice);
+            let file = ShardFile { ino: shard, size: inode.size, extents, layout };
+            let place = ShardPlace { dir, dim: record.dim, index: index as u64, count: record.shards.len() as u64 };
+            check_shard_log(reader, &place, &file, report)?;
+        }
+    }
+    Ok(())
+}
+
+/// Which collection a shard log belongs to, and where in it.
+struct ShardPlace {
+    /// The collection directory.
+    dir: u64,
+    dim: u32,
+    /// The shard's position in the record, and the number of shards: id `i` belongs to shard
+    /// `i % count`.
+    index: u64,
+    count: u64,
+}
+
+/// A shard log's data, read through its extents.
+struct ShardFile<'m> {
+    ino: u64,
+    size: u64,
+    extents: &'m [(u64, Extent)],
+    layout: &'m Layout,
+}
+
+impl ShardFile<'_> {
+    /// Appends file bytes `from..to` (block aligned at `from`) to `buf`. Holes, unwritten extents
+    /// and extents outside the data area (reported already) read as zeros.
+    fn read<E>(&self, reader: &mut Reader<'_, E>, from: u64, to: u64, buf: &mut Vec<u8>) -> Result<(), FsckError<E>> {
+        debug_assert!(from.is_multiple_of(BLOCK_SIZE_U64) && from < to);
+        for file_block in from / BLOCK_SIZE_U64..to.div_ceil(BLOCK_SIZE_U64) {
+            let start = file_block * BLOCK_SIZE_U64;
+            let len = (to - start).min(BLOCK_SIZE_U64) as usize;
+            match self.device_block(file_block) {
+                Some(addr) => buf.extend_from_slice(&reader.block(addr)?[..len]),
+                None => buf.resize(buf.len() + len, 0),
+            }
+        }
+        Ok(())
+    }
+
+    fn device_block(&self, file_block: u64) -> Option<BlockAddr> {
+        let index = self.extents.partition_point(|(offset, _)| *offset <= file_block).checked_sub(1)?;
+        let (offset, extent) = self.extents[index];
+        let within = file_block - offset;
+        let addr = extent.start.checked_add(within)?;
+        let readable = within < u64::from(extent.length)
+            && !extent.is_unwritten()
+            && addr >= self.layout.first_free.0
+            && addr < self.layout.block_count;
+        readable.then_some(BlockAddr(addr))
+    }
+}
+
+/// Decodes one shard log record by record, reading more of the file whenever the next record
+/// needs it, so that memory stays within one record and one read.
+fn check_shard_log<E>(
+    reader: &mut Reader<'_, E>,
+    place: &ShardPlace,
+    file: &ShardFile<'_>,
+    report: &mut Report,
+) -> Result<(), FsckError<E>> {
+    let (ino, size, dir, dim) = (file.ino, file.size, place.dir, place.dim);
+    let mut buf: Vec<u8> = Vec::new();
+    // File offset of buf[0], bytes of buf already decoded, and the file offset read up to.
+    let (mut base, mut used, mut read_to) = (0u64, 0usize, 0u64);
+    let mut last_seq: Option<u64> = None;
+    while (base + used as u64) < size {
+        let offset = base + used as u64;
+        match collection::decode_record(&buf[used..], dim) {
+            Ok((record, len)) => {
+                if last_seq.is_some_and(|last| record.seq <= last) {
+                    let last = last_seq.unwrap_or_default();
+                    let what = format!("record at byte {offset} has sequence {} after {last}", record.seq);
+                    report.problem(None, Some(ino), format!("shard log of collection {dir}: {what}"));
+                }
+                last_seq = Some(record.seq);
+                let ids = match &record.body {
+                    LogBody::Insert { ids, .. } | LogBody::Delete { ids } => ids,
+                };
+                if let Some(id) = ids.iter().find(|&&id| id % place.count != place.index) {
+                    let what =
+                        format!("record at byte {offset} holds id {id}, which belongs to shard {}", id % place.count);
+                    report.problem(None, Some(ino), format!("shard log {} of collection {dir}: {what}", place.index));
+                }
+                count_record(&record.body, report);
+                used += len;
+            }
+            Err(LogError::Truncated { need }) if read_to < size => {
+                buf.drain(..used);
+                (base, used) = (base + used as u64, 0);
+                let want = (need - buf.len()) as u64;
+                let to = (read_to + want.max(LOG_READ_BYTES)).next_multiple_of(BLOCK_SIZE_U64).min(size);
+                file.read(reader, read_to, to, &mut buf)?;
+                read_to = to;
+            }
+            Err(LogError::Truncated { need }) => {
+                // Appends are linked in chunks, so a crash can leave a record's first chunks
+                // committed; opening the collection cuts the record off.
+                report.notes.push(format!(
+                    "shard log {ino} of collection {dir} ends in an incomplete record at byte {offset} \
+                     ({need} bytes needed, {} present): an append cut short, which opening the collection removes",
+                    size - offset
+                ));
+                break;
+            }
+            Err(LogError::Corrupt(what)) => {
+                report.problem(
+                    None,
+                    Some(ino),
+                    format!("shard log of collection {dir}: record at byte {offset}: {what}"),
+                );
+                break;
+            }
+        }
+    }
+    Ok(())
+}
+
+fn count_record(body: &LogBody, report: &mut Report) {
+    report.stats.log_records += 1;
+    match body {
+        LogBody::Insert { ids, .. } => report.stats.log_vectors += ids.len() as u64,
+        LogBody::Delete { ids } => report.stats.log_deletes += ids.len() as u64,
     }
 }
 

@@ -5,7 +5,7 @@
 //! | 0      | 4    | mode           | st_mode: file type and permission bits               |
 //! | 4      | 4    | uid            |                                                      |
 //! | 8      | 4    | gid            |                                                      |
-//! | 12     | 4    | flags          | [`INODE_FLAG_ORPHAN`]; other bits zero               |
+//! | 12     | 4    | flags          | [`INODE_FLAG_ORPHAN`], [`INODE_FLAG_SHARD`]; others 0 |
 //! | 16     | 4    | nlink          |                                                      |
 //! | 20     | 4    | rdev           | device number of character/block special files       |
 //! | 24     | 8    | size           | bytes                                                |
@@ -36,6 +36,12 @@ pub const ROOT_INO: u64 = 1;
 pub const FIRST_INO: u64 = 16;
 /// Flag: the inode has no links left and sits on the orphan list until it is freed.
 pub const INODE_FLAG_ORPHAN: u32 = 1;
+/// Flag (format version 2): a hidden regular file holding one shard log of a vector collection.
+/// It has no directory entry; its one link (`nlink` 1) is the collection record naming it.
+pub const INODE_FLAG_SHARD: u32 = 2;
+/// Every inode flag a reader accepts. Which flags suit which inode (a shard is a regular file of a
+/// version-2 volume) is checked by fsck, not by the decoder.
+pub const INODE_FLAGS_KNOWN: u32 = INODE_FLAG_ORPHAN | INODE_FLAG_SHARD;
 /// Readdir positions 0..=2 belong to the start, "." and ".."; entries start here.
 pub const DIR_FIRST_INDEX: u64 = 3;
 
@@ -189,7 +195,7 @@ impl InodeRecord {
         }
         let times_valid =
             [record.atime, record.mtime, record.ctime, record.crtime].iter().all(|t| t.nsec < 1_000_000_000);
-        if !times_valid || raw.reserved != [0; 16] || record.flags & !INODE_FLAG_ORPHAN != 0 {
+        if !times_valid || raw.reserved != [0; 16] || record.flags & !INODE_FLAGS_KNOWN != 0 {
             return Err(FormatError::malformed(
                 addr,
                 format!("inode {ino}: invalid timestamps, flags or reserved bytes"),
@@ -213,6 +219,13 @@ mod tests {
             let record = InodeRecord { mode: kinds[kind] | mode_bits, uid, gid, nlink, size, atime: t, mtime: t,
                 ctime: t, crtime: t, generation, ..Default::default() };
             prop_assert_eq!(InodeRecord::decode(&record.encode(), 5, 9).unwrap(), record);
+        }
+
+        #[test]
+        fn flags_outside_the_known_ones_are_refused(bit in 0u32..32) {
+            let record = InodeRecord { mode: file_type::REGULAR, flags: 1 << bit, ..Default::default() };
+            let decoded = InodeRecord::decode(&record.encode(), 5, 9);
+            prop_assert_eq!(decoded.is_ok(), INODE_FLAGS_KNOWN & (1 << bit) != 0);
         }
 
         #[test]

@@ -10,7 +10,8 @@ use zerocopy::{FromBytes, Immutable, IntoBytes, KnownLayout, Unaligned};
 pub const KEY_SIZE: usize = 17;
 
 /// What an item describes. Discriminants are stored on disk and are never reused.
-/// Kinds 64..=127 are reserved for vector collections and index pages.
+/// Kinds 64..=127 belong to vector collections: 64 is [`ItemKind::Collection`] (format version 2),
+/// and 65..=127 are reserved for index pages and later use.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
 #[repr(u8)]
 pub enum ItemKind {
@@ -28,12 +29,21 @@ pub enum ItemKind {
     Symlink = 6,
     /// `(ORPHAN_OBJECT, Orphan, ino)`: an inode with no links that is still to be freed.
     Orphan = 7,
+    /// `(dir, Collection, 0)`: directory `dir` is a vector collection
+    /// ([`crate::collection::CollectionRecord`]). Format version 2 and later.
+    Collection = 64,
 }
 
-/// The first item kind reserved for vector collections (format version 1 stores none).
+/// The first item kind of the vector collection range ([`ItemKind::Collection`]).
 pub const COLLECTION_KIND_FIRST: u8 = 64;
-/// The last item kind reserved for vector collections and index pages.
+/// The last item kind of the vector collection range.
 pub const COLLECTION_KIND_LAST: u8 = 127;
+/// The first kind of the collection range not yet assigned: `RESERVED_KIND_FIRST..=COLLECTION_KIND_LAST`
+/// are reserved for vector index pages and later use, and no version stores them yet.
+pub const RESERVED_KIND_FIRST: u8 = 65;
+
+const _: () = assert!(ItemKind::Collection as u8 == COLLECTION_KIND_FIRST);
+const _: () = assert!(RESERVED_KIND_FIRST == COLLECTION_KIND_FIRST + 1);
 
 /// The object id under which orphan items are kept.
 pub const ORPHAN_OBJECT: u64 = u64::MAX - 1;
@@ -49,6 +59,7 @@ impl ItemKind {
             5 => ItemKind::Extent,
             6 => ItemKind::Symlink,
             7 => ItemKind::Orphan,
+            64 => ItemKind::Collection,
             _ => return None,
         })
     }
@@ -108,6 +119,21 @@ mod tests {
         fn key_round_trips(object: u64, kind: u8, offset: u64) {
             let key = Key { object, kind, offset };
             prop_assert_eq!(Key::decode(&key.encode()), key);
+        }
+
+        #[test]
+        fn kinds_round_trip(value: u8) {
+            if let Some(kind) = ItemKind::from_u8(value) {
+                prop_assert_eq!(kind as u8, value);
+            }
+        }
+    }
+
+    #[test]
+    fn collection_kind_is_the_only_assigned_kind_of_its_range() {
+        assert_eq!(ItemKind::from_u8(64), Some(ItemKind::Collection));
+        for value in RESERVED_KIND_FIRST..=COLLECTION_KIND_LAST {
+            assert_eq!(ItemKind::from_u8(value), None, "kind {value} is reserved");
         }
     }
 }

@@ -9,9 +9,11 @@
 
 pub mod bitmap;
 pub mod block;
+pub mod collection;
 pub mod error;
 pub mod fsck;
 pub mod inode;
+pub mod ioctl;
 pub mod items;
 pub mod journal;
 pub mod key;

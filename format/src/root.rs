@@ -9,8 +9,8 @@
 //! | 48     | 8    | inode_count      | inodes in use                                           |
 //! | 56     | 8    | free_blocks      | clear bits in the bitmap                                |
 //! | 64     | 8    | next_generation  | the next inode generation number                        |
-//! | 72     | 8    | collection_root  | reserved for vector collections (0 in version 1)        |
-//! | 80     | 8    | index_root       | reserved for vector index pages (0 in version 1)        |
+//! | 72     | 8    | collection_root  | reserved (0 in versions 1 and 2)                        |
+//! | 80     | 8    | index_root       | reserved for vector index pages (0 in versions 1, 2)    |
 //! | 88     | 4008 | reserved         | zero                                                    |
 
 use zerocopy::little_endian::U64;

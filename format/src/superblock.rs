@@ -40,8 +40,15 @@ use crate::FormatError;
 
 /// The superblock magic.
 pub const SUPERBLOCK_MAGIC: [u8; 8] = *b"VEXFSVOL";
-/// The format version this crate writes and the newest it reads.
-pub const FORMAT_VERSION: u32 = 1;
+/// The format version this crate writes and the newest it reads. Readers accept every version
+/// from 1 up to this one; version 2 is version 1 plus vector collections.
+pub const FORMAT_VERSION: u32 = 2;
+/// The first format version that stores vector collections (item kind
+/// [`crate::key::ItemKind::Collection`], inodes flagged [`crate::inode::INODE_FLAG_SHARD`]).
+/// A volume of an older version is read and written as it is, but gets no collections.
+pub const FORMAT_VERSION_COLLECTIONS: u32 = 2;
+
+const _: () = assert!(FORMAT_VERSION_COLLECTIONS <= FORMAT_VERSION);
 /// Incompatible features this build understands (none yet).
 pub const FEATURES_INCOMPAT_KNOWN: u64 = 0;
 /// Read-only-compatible features this build understands (none yet).
@@ -281,7 +288,7 @@ mod tests {
         let newer = Superblock { format_version: FORMAT_VERSION + 1, ..sb.clone() };
         assert!(matches!(
             Superblock::decode(&newer.encode(), BlockAddr(0)),
-            Err(FormatError::UnsupportedVersion { found: 2, .. })
+            Err(FormatError::UnsupportedVersion { found: 3, supported: 2 })
         ));
         let unknown = Superblock { features_incompat: 1 << 40, ..sb.clone() };
         assert!(matches!(
@@ -292,6 +299,20 @@ mod tests {
         let mut block = sb.encode();
         block[300] = 1;
         assert!(matches!(Superblock::decode(&block, BlockAddr(1)), Err(FormatError::Checksum { addr: 1, .. })));
+    }
+
+    #[test]
+    fn every_version_up_to_the_current_one_decodes() {
+        for format_version in 1..=FORMAT_VERSION {
+            let sb = Superblock { format_version, ..sample() };
+            assert_eq!(Superblock::decode(&sb.encode(), BlockAddr(0)).unwrap(), sb);
+        }
+        let zero = Superblock { format_version: 0, ..sample() };
+        assert!(matches!(
+            Superblock::decode(&zero.encode(), BlockAddr(0)),
+            Err(FormatError::UnsupportedVersion { found: 0, .. })
+        ));
+        assert_eq!(sample().format_version, FORMAT_VERSION, "mkfs writes the current version");
     }
 
     #[test]

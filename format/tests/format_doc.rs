@@ -21,10 +21,15 @@ use zerocopy::IntoBytes;
 
 use vexfs_format::bitmap::{self, BITS_PER_BITMAP_BLOCK};
 use vexfs_format::block::{self, BlockAddr, BlockKind, MetaHeader, BLOCK_SIZE, META_MAGIC};
+use vexfs_format::collection::{
+    self, AttrValue, Attrs, CollectionRecord, ElemType, LogKind, Metric, TextParams, ATTRS_MAX, ATTR_KEY_MAX,
+    ATTR_STR_MAX, ATTR_TYPE_FLOAT, ATTR_TYPE_INT, ATTR_TYPE_STR, CHUNK_BYTES_MAX, CHUNK_BYTES_MIN, DIM_MAX,
+    EMBEDDER_MAX, LOG_HEADER_SIZE, LOG_RECORD_BYTES_MAX, SHARDS_MAX,
+};
 use vexfs_format::inode::InodeRecord;
 use vexfs_format::items::{self, DirEntry, Extent, Xattr, EXTENT_BLOCKS_MAX, NAME_MAX, SYMLINK_MAX, XATTR_VALUE_MAX};
 use vexfs_format::journal::{self, Image, JournalRegion, TAGS_PER_DESCRIPTOR};
-use vexfs_format::key::{ItemKind, Key, COLLECTION_KIND_FIRST, COLLECTION_KIND_LAST};
+use vexfs_format::key::{ItemKind, Key, COLLECTION_KIND_LAST, RESERVED_KIND_FIRST};
 use vexfs_format::mkfs::{Layout, JOURNAL_BLOCKS_MAX, JOURNAL_BLOCKS_MIN, MIN_BLOCKS};
 use vexfs_format::node::{
     self, LeafItem, OverflowRef, HEIGHT_MAX, INLINE_VALUE_MAX, INTERNAL_ENTRIES_MAX, LEAF_ITEMS_MAX,
@@ -73,6 +78,15 @@ fn enum_tables_match_the_discriminants() {
     check_block_kinds(find_table(&tables, &["value", "kind", "block"]), &mut problems);
     check_item_kinds(find_table(&tables, &["value", "kind", "key", "value"]), &mut problems);
     check_volume_states(find_table(&tables, &["value", "name", "meaning"]), &mut problems);
+    let metrics = Metric::ALL.map(|metric| (u32::from(metric as u8), format!("{metric:?}")));
+    check_discriminants(find_table(&tables, &["value", "metric", "distance"]), &BTreeMap::from(metrics), &mut problems);
+    let elems = (0..=u8::MAX).filter_map(|v| ElemType::from_u8(v).map(|elem| (u32::from(v), format!("{elem:?}"))));
+    check_discriminants(find_table(&tables, &["value", "element", "bytes"]), &elems.collect(), &mut problems);
+    let kinds = (0..=u8::MAX).filter_map(|v| LogKind::from_u8(v).map(|kind| (u32::from(v), format!("{kind:?}"))));
+    check_discriminants(find_table(&tables, &["value", "log kind", "payload"]), &kinds.collect(), &mut problems);
+    let types = [(ATTR_TYPE_INT, "Int"), (ATTR_TYPE_FLOAT, "Float"), (ATTR_TYPE_STR, "Str")];
+    let types = types.map(|(value, name)| (u32::from(value), name.to_string()));
+    check_discriminants(find_table(&tables, &["value", "type", "value bytes"]), &BTreeMap::from(types), &mut problems);
     report("enum tables", &problems);
 }
 
@@ -496,6 +510,14 @@ fn probes() -> Vec<Probe> {
         descriptor_probe(),
         tag_probe(),
         commit_probe(),
+        collection_record_probe(),
+        log_record_probe(),
+        log_header_probe(),
+        insert_payload_probe(),
+        delete_payload_probe(),
+        attr_set_probe(),
+        numeric_attr_probe(),
+        string_attr_probe(),
     ]
 }
 
@@ -899,6 +921,169 @@ fn commit_probe() -> Probe {
     probe
 }
 
+fn collection_record_probe() -> Probe {
+    let size = 16 + 2 * 8 + 1 + 6 + 4 + 4;
+    let mut probe = Probe::new("Collection record", 0, size).var("shard_count", 2).var("embedder_len", 6);
+    let text = TextParams { embedder: "abcdef".to_string(), chunk_bytes: 0x000f_8283, chunk_overlap: 0x8485 };
+    let base = CollectionRecord {
+        dim: 0x8182,
+        metric: Metric::L2,
+        elem: ElemType::F32,
+        shards: vec![p64(1), p64(2)],
+        text: Some(text),
+    };
+    let setters: &[Setter<CollectionRecord>] = &[
+        ("metric", |r| r.metric = Metric::Manhattan),
+        ("shards", |r| r.shards = vec![p64(3), p64(4)]),
+        ("embedder", |r| r.text.as_mut().expect("text").embedder = "ABCDEF".to_string()),
+    ];
+    diffs(&mut probe, &base, collection::encode_collection, setters);
+    probe.holds("record_version", 0, &[1]);
+    probe.holds("elem", 0, &[ElemType::F32 as u8]);
+    probe.holds("flags", 0, &[1]);
+    probe.holds("dim", 0, &0x8182u32.to_le_bytes());
+    probe.holds("shard_count", 0, &2u32.to_le_bytes());
+    probe.holds("embedder_len", 0, &[6]);
+    probe.holds("chunk_bytes", 0, &0x000f_8283u32.to_le_bytes());
+    probe.holds("chunk_overlap", 0, &0x8485u32.to_le_bytes());
+    probe
+}
+
+/// An insert record of `ids` with `dim`-dimensional vectors and optional attributes.
+fn insert_record(seq: u64, dim: u32, ids: &[u64], vectors: &[f32], attrs: &[Attrs]) -> Vec<u8> {
+    let mut out = Vec::new();
+    collection::encode_insert(&mut out, seq, dim, ids, vectors, attrs);
+    out
+}
+
+fn log_record_probe() -> Probe {
+    // One id and one float: 12 payload bytes, padded by 4.
+    let mut probe = Probe::new("Shard logs", 0, 80).var("payload_len", 12);
+    let sample = probe.sample(insert_record(1, 1, &[p64(1)], &[1.5], &[]));
+    let header = probe.samples[sample][..LOG_HEADER_SIZE].to_vec();
+    probe.holds("header", sample, &header);
+    probe.holds("payload", sample, &[&p64(1).to_le_bytes()[..], &1.5f32.to_le_bytes()].concat());
+    probe.zero("padding");
+    probe
+}
+
+/// Log record headers with their checksums blanked, so that a diff shows one field alone.
+fn blanked_delete_header(seq: &u64) -> Vec<u8> {
+    let mut out = Vec::new();
+    collection::encode_delete(&mut out, *seq, &[7]);
+    out[32..40].fill(0);
+    out[..LOG_HEADER_SIZE].to_vec()
+}
+
+fn log_header_probe() -> Probe {
+    let mut probe = Probe::new("Shard logs", 1, LOG_HEADER_SIZE);
+    diffs(&mut probe, &0u64, blanked_delete_header, &[("seq", |seq| *seq = p64(1))]);
+    let (dim, count) = (0x0102u32, 3usize);
+    let vectors = vec![0.5f32; count * dim as usize];
+    let record = insert_record(9, dim, &[1, 2, 3], &vectors, &[Vec::new(), Vec::new(), Vec::new()]);
+    let payload_len = 8 * count + 4 * count * dim as usize + 4 * (count + 1) + 3 * 2;
+    let mut header = record[..LOG_HEADER_SIZE].to_vec();
+    let sample = probe.sample(header.clone());
+    probe.holds("magic", sample, b"VXLR");
+    probe.holds("kind", sample, &[LogKind::Insert as u8]);
+    probe.holds("flags", sample, &[collection::LOG_FLAG_ATTRS]);
+    probe.holds("count", sample, &(count as u32).to_le_bytes());
+    probe.holds("dim", sample, &dim.to_le_bytes());
+    probe.holds("payload_len", sample, &(payload_len as u64).to_le_bytes());
+    let payload = &record[LOG_HEADER_SIZE..LOG_HEADER_SIZE + payload_len];
+    probe.holds("payload_crc", sample, &crc32c::crc32c(payload).to_le_bytes());
+    let stored_header_crc = header[36..40].to_vec();
+    header[36..40].fill(0);
+    assert_eq!(crc32c::crc32c(&header).to_le_bytes()[..], stored_header_crc[..], "header_crc definition");
+    probe.holds("header_crc", sample, &stored_header_crc);
+    probe
+}
+
+/// The payload of an insert record of three 2-dimensional vectors with attributes.
+fn insert_payload(ids: &[u64], vectors: &[f32]) -> Vec<u8> {
+    let record = insert_record(1, 2, ids, vectors, &insert_attrs());
+    let payload_len = u64::from_le_bytes(record[16..24].try_into().expect("8 bytes")) as usize;
+    record[LOG_HEADER_SIZE..LOG_HEADER_SIZE + payload_len].to_vec()
+}
+
+fn insert_attrs() -> Vec<Attrs> {
+    vec![vec![("a".to_string(), AttrValue::Int(-1))], Vec::new(), vec![("b".to_string(), AttrValue::Str("x".into()))]]
+}
+
+fn insert_payload_probe() -> Probe {
+    let attrs_len: Vec<usize> = insert_attrs().iter().map(collection::encoded_attrs_len).collect();
+    let size = 3 * 8 + 3 * 2 * 4 + 4 * 4 + attrs_len.iter().sum::<usize>();
+    let mut probe = Probe::new("Shard logs", 2, size).var("count", 3).var("dim", 2);
+    probe.diff("ids", insert_payload(&[0; 3], &[0.0; 6]), insert_payload(&[p64(1), p64(2), p64(3)], &[0.0; 6]));
+    let floats: Vec<f32> = (1..=6).map(|seed| f32::from_bits(p32(seed))).collect();
+    probe.diff("vectors", insert_payload(&[0; 3], &[0.0; 6]), insert_payload(&[0; 3], &floats));
+    let offsets = [0, attrs_len[0], attrs_len[0] + attrs_len[1], attrs_len.iter().sum()];
+    let offsets: Vec<u8> = offsets.iter().flat_map(|&offset| (offset as u32).to_le_bytes()).collect();
+    probe.holds("attr_offsets", 0, &offsets);
+    let mut sets = Vec::new();
+    for set in insert_attrs() {
+        collection::encode_attrs(&set, &mut sets);
+    }
+    probe.holds("attrs", 0, &sets);
+    probe
+}
+
+fn delete_payload_probe() -> Probe {
+    let mut probe = Probe::new("Shard logs", 3, 16).var("count", 2);
+    let payload = |ids: &[u64]| {
+        let mut out = Vec::new();
+        collection::encode_delete(&mut out, 1, ids);
+        out[LOG_HEADER_SIZE..].to_vec()
+    };
+    probe.diff("ids", payload(&[0, 0]), payload(&[p64(1), p64(2)]));
+    probe
+}
+
+fn encoded_attrs(attrs: &Attrs) -> Vec<u8> {
+    let mut out = Vec::new();
+    collection::encode_attrs(attrs, &mut out);
+    out
+}
+
+fn attr_set_probe() -> Probe {
+    let set = vec![("k".to_string(), AttrValue::Int(p64(1) as i64))];
+    let mut probe = Probe::new("Attributes", 0, 2 + 1 + 1 + 1 + 8);
+    let sample = probe.sample(encoded_attrs(&set));
+    probe.holds("count", sample, &1u16.to_le_bytes());
+    let attribute = [&[1, b'k', ATTR_TYPE_INT][..], &p64(1).to_le_bytes()].concat();
+    probe.holds("attributes", sample, &attribute);
+    probe
+}
+
+/// One attribute as encoded in a set of one, without the set's count.
+fn one_attr(attr: &(String, AttrValue)) -> Vec<u8> {
+    encoded_attrs(&vec![attr.clone()])[2..].to_vec()
+}
+
+fn numeric_attr_probe() -> Probe {
+    let mut probe = Probe::new("Attributes", 1, 1 + 3 + 1 + 8).var("key_len", 3);
+    let setters: &[Setter<(String, AttrValue)>] =
+        &[("key", |a| a.0 = "ABC".to_string()), ("value", |a| a.1 = AttrValue::Int(p64(1) as i64))];
+    diffs(&mut probe, &("abc".to_string(), AttrValue::Int(0)), one_attr, setters);
+    probe.holds("key_len", 0, &[3]);
+    probe.holds("type", 0, &[ATTR_TYPE_INT]);
+    let float = probe.sample(one_attr(&("abc".to_string(), AttrValue::Float(-0.75))));
+    probe.holds("type", float, &[ATTR_TYPE_FLOAT]);
+    probe.holds("value", float, &(-0.75f64).to_bits().to_le_bytes());
+    probe
+}
+
+fn string_attr_probe() -> Probe {
+    let mut probe = Probe::new("Attributes", 2, 1 + 3 + 1 + 2 + 5).var("key_len", 3).var("len", 5);
+    let setters: &[Setter<(String, AttrValue)>] =
+        &[("key", |a| a.0 = "ABC".to_string()), ("string", |a| a.1 = AttrValue::Str("HELLO".to_string()))];
+    diffs(&mut probe, &("abc".to_string(), AttrValue::Str("hello".to_string())), one_attr, setters);
+    probe.holds("key_len", 0, &[3]);
+    probe.holds("type", 0, &[ATTR_TYPE_STR]);
+    probe.holds("len", 0, &5u16.to_le_bytes());
+    probe
+}
+
 // ---------------------------------------------------------------------------------------------
 // Enum, limit and layout tables
 // ---------------------------------------------------------------------------------------------
@@ -953,7 +1138,7 @@ fn check_block_kinds(table: &Table, problems: &mut Vec<String>) {
 fn check_item_kinds(table: &Table, problems: &mut Vec<String>) {
     let named = (0..=u8::MAX).filter_map(|v| ItemKind::from_u8(v).map(|kind| (u32::from(v), format!("{kind:?}"))));
     check_discriminants(table, &named.collect(), problems);
-    let reserved: Vec<u32> = (COLLECTION_KIND_FIRST..=COLLECTION_KIND_LAST).map(u32::from).collect();
+    let reserved: Vec<u32> = (RESERVED_KIND_FIRST..=COLLECTION_KIND_LAST).map(u32::from).collect();
     let row = table.rows.iter().find(|row| row.cells[3].contains("reserved"));
     match row.and_then(|row| values(&row.cells[0])) {
         Some(documented) if documented == reserved => {}
@@ -990,6 +1175,16 @@ fn check_limits(table: &Table, problems: &mut Vec<String>) {
         ("JOURNAL_BLOCKS_MAX", JOURNAL_BLOCKS_MAX),
         ("MIN_BLOCKS", MIN_BLOCKS),
         ("BITS_PER_BITMAP_BLOCK", BITS_PER_BITMAP_BLOCK),
+        ("DIM_MAX", u64::from(DIM_MAX)),
+        ("SHARDS_MAX", u64::from(SHARDS_MAX)),
+        ("EMBEDDER_MAX", EMBEDDER_MAX as u64),
+        ("CHUNK_BYTES_MIN", u64::from(CHUNK_BYTES_MIN)),
+        ("CHUNK_BYTES_MAX", u64::from(CHUNK_BYTES_MAX)),
+        ("ATTRS_MAX", ATTRS_MAX as u64),
+        ("ATTR_KEY_MAX", ATTR_KEY_MAX as u64),
+        ("ATTR_STR_MAX", ATTR_STR_MAX as u64),
+        ("LOG_HEADER_SIZE", LOG_HEADER_SIZE as u64),
+        ("LOG_RECORD_BYTES_MAX", LOG_RECORD_BYTES_MAX as u64),
     ]);
     // Rows about limits the format crate does not define as constants.
     let elsewhere = ["FILE_SIZE_MAX", "inode numbers", "nlink"];

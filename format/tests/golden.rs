@@ -9,13 +9,20 @@
 //!   whose xattr lives in an overflow chain, a symlink and an orphan, under a two-level B-tree.
 //!   The image is taken after the commit and before the checkpoint, so the new metadata exists
 //!   only in the journal and opening the volume needs replay;
-//! - `encodings.hex`: item values, a key, an overflow reference and name hashes from fixed values.
+//! - `collections.hex` (from version 2, [`FORMAT_VERSION_COLLECTIONS`]): every non-zero block of
+//!   that volume holding two vector collections, one of them a text collection with a document,
+//!   and their three shard logs (inserts with and without attributes, a delete), written home
+//!   directly with an empty journal;
+//! - `encodings.hex`: item values, a key, an overflow reference and name hashes from fixed values,
+//!   and from version 2 collection records, attributes and shard log records.
 //!
 //! The `*_unchanged` tests rebuild the bytes with the current encoders and compare them with the
 //! files of the current `FORMAT_VERSION`, naming the first differing byte. The `golden_*` tests
 //! decode the stored bytes of every version with the current decoders, the way fsck and mount do
 //! (superblock slots, journal scan, volume root, bitmap, every B-tree node and overflow chain,
-//! every item), check the key facts, and run fsck over each image, which must be clean.
+//! every item, every shard log record), check the key facts, and run fsck over each image, which
+//! must be clean. A version's files hold what that version defines: the encodings file of version
+//! 1 lists the samples of version 1 only.
 //!
 //! Regenerating: `VEXFS_BLESS=1 cargo test -p vexfs-format --release --test golden` writes the
 //! files of the current `FORMAT_VERSION` (the decoding tests may race a first write; run again
@@ -29,21 +36,29 @@ use std::path::{Path, PathBuf};
 
 use vexfs_format::bitmap;
 use vexfs_format::block::{self, BlockAddr, BlockKind, PlacedBlock, BLOCK_SIZE};
+use vexfs_format::collection::{
+    self, AttrValue, Attrs, CollectionRecord, ElemType, LogBody, LogRecord, Metric, TextParams,
+};
 use vexfs_format::fsck::{self, Report};
-use vexfs_format::inode::{file_type, InodeRecord, Timestamp, DIR_FIRST_INDEX, FIRST_INO, INODE_FLAG_ORPHAN, ROOT_INO};
+use vexfs_format::inode::{
+    file_type, InodeRecord, Timestamp, DIR_FIRST_INDEX, FIRST_INO, INODE_FLAG_ORPHAN, INODE_FLAG_SHARD, ROOT_INO,
+};
 use vexfs_format::items::{self, DirEntry, Extent, Xattr, EXTENT_UNWRITTEN};
 use vexfs_format::journal::{self, Image, JournalRegion, Scan};
 use vexfs_format::key::{ItemKind, Key, KEY_SIZE, ORPHAN_OBJECT};
 use vexfs_format::mkfs::{self, Layout, MkfsParams, MIN_BLOCKS, ROOT_BLOCK};
 use vexfs_format::node::{self, Fence, LeafItem, NodeRef, OverflowReader, OverflowRef, INLINE_VALUE_MAX};
 use vexfs_format::root::VolumeRoot;
-use vexfs_format::superblock::{Superblock, VolumeState, FORMAT_VERSION, SUPERBLOCK_MAGIC, SUPERBLOCK_SLOTS};
+use vexfs_format::superblock::{
+    Superblock, VolumeState, FORMAT_VERSION, FORMAT_VERSION_COLLECTIONS, SUPERBLOCK_MAGIC, SUPERBLOCK_SLOTS,
+};
 use vexfs_format::FormatError;
 
 const BLESS_VAR: &str = "VEXFS_BLESS";
 const MKFS_FILE: &str = "mkfs.hex";
 const POPULATED_FILE: &str = "populated.hex";
 const ENCODINGS_FILE: &str = "encodings.hex";
+const COLLECTIONS_FILE: &str = "collections.hex";
 
 const HINT: &str = "The bytes of a released format version must never change. If the format changed on \
 purpose, bump FORMAT_VERSION (format/src/superblock.rs) and add a new golden directory: running \
@@ -76,8 +91,13 @@ fn populated_image_is_unchanged() {
 }
 
 #[test]
+fn collections_image_is_unchanged() {
+    check_or_bless(COLLECTIONS_FILE, COLLECTIONS_TITLE, &collections_image());
+}
+
+#[test]
 fn encodings_are_unchanged() {
-    let sections: Vec<Section> = samples()
+    let sections: Vec<Section> = samples(FORMAT_VERSION)
         .into_iter()
         .map(|(name, sample)| Section { name: name.to_string(), note: sample.note(), bytes: sample.encode() })
         .collect();
@@ -162,7 +182,7 @@ fn golden_encodings_decode() {
     for version in versions() {
         let path = golden_dir(version).join(ENCODINGS_FILE);
         let stored = read_golden(version, ENCODINGS_FILE);
-        let samples = samples();
+        let samples = samples(version);
         let names: Vec<&str> = samples.iter().map(|(name, _)| *name).collect();
         let stored_names: Vec<&str> = stored.iter().map(|section| section.name.as_str()).collect();
         assert_eq!(stored_names, names, "{}: the encodings listed differ from the samples", path.display());
@@ -172,6 +192,41 @@ fn golden_encodings_decode() {
             }
         }
     }
+}
+
+#[test]
+fn golden_collections_images_decode_and_check_clean() {
+    let mut checked = 0;
+    for version in versions().filter(|&version| version >= FORMAT_VERSION_COLLECTIONS) {
+        checked += 1;
+        let device = Device::from_sections(&read_golden(version, COLLECTIONS_FILE));
+        let volume = decode_volume(&device);
+        check_fresh_superblock(&volume.superblock, version);
+        assert_eq!((volume.superblock.state, volume.superblock.sequence), (VolumeState::Clean, 1));
+        assert!(volume.journal.transactions.is_empty(), "the image was written home directly");
+
+        let layout = Layout::for_size(VOLUME_BYTES).expect("layout");
+        let free_blocks = layout.block_count - layout.first_free.0 - COLLECTION_DATA_BLOCKS;
+        assert_eq!(
+            (volume.root.inode_count, volume.root.next_ino, volume.root.next_generation),
+            (7, TEXT_SHARD + 1, 7)
+        );
+        assert_eq!((volume.root.free_blocks, volume.bitmap_free), (free_blocks, free_blocks));
+        assert_eq!(volume.tree_blocks, 1, "one leaf holds every item");
+        assert_eq!(volume.items, collection_items(&layout).into_iter().collect::<BTreeMap<_, _>>());
+        for (ino, dim, records) in golden_logs() {
+            let log = file_contents(&device, &volume.items, ino);
+            assert_eq!(decode_log(&log, dim), records, "shard log {ino}");
+        }
+        assert_eq!(file_contents(&device, &volume.items, DOCUMENT), DOCUMENT_TEXT);
+
+        let report = fsck_clean(&device, &volume.superblock);
+        let stats = &report.stats;
+        assert_eq!((stats.inodes, stats.directories, stats.regular_files, stats.shard_logs), (7, 3, 1, 3));
+        assert_eq!((stats.collections, stats.log_records, stats.log_vectors, stats.log_deletes), (2, 5, 7, 1));
+        assert_eq!((stats.data_blocks, stats.free_blocks), (COLLECTION_DATA_BLOCKS, free_blocks));
+    }
+    assert!(checked > 0 || FORMAT_VERSION < FORMAT_VERSION_COLLECTIONS, "no version has a collections image");
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -185,7 +240,12 @@ Generated by format/tests/golden.rs; regenerate only as its header says, never e
 const MKFS_TITLE: &str = "VexFS golden image: every block mkfs writes for the smallest volume (4096 blocks).";
 const POPULATED_TITLE: &str = "VexFS golden image: the smallest volume after one committed, not yet checkpointed \
 transaction\nthat adds files, a directory, a symlink, xattrs, extents and an orphan. Blocks not listed are zero.";
-const ENCODINGS_TITLE: &str = "VexFS golden encodings: item values, a key, an overflow reference and name hashes.";
+const ENCODINGS_TITLE: &str = "VexFS golden encodings: item values, a key, an overflow reference and name hashes;\n\
+collection records, attributes and shard log records.";
+const COLLECTIONS_TITLE: &str =
+    "VexFS golden image: the smallest volume holding two vector collections (one of them a text \
+collection\nwith one document) and their three shard logs, written home directly; the journal is empty. Blocks not \
+listed are zero.";
 const ROW_BYTES: usize = 32;
 
 /// One named byte string of a golden file: a block of an image, or one encoding.
@@ -663,6 +723,7 @@ enum Value {
     Xattrs(Vec<Xattr>),
     Symlink(Vec<u8>),
     Orphan,
+    Collection(CollectionRecord),
 }
 
 impl Value {
@@ -675,6 +736,7 @@ impl Value {
             Value::Xattrs(xattrs) => items::encode_xattrs(xattrs),
             Value::Symlink(target) => target.clone(),
             Value::Orphan => Vec::new(),
+            Value::Collection(record) => collection::encode_collection(record),
         }
     }
 
@@ -693,6 +755,7 @@ impl Value {
             ItemKind::Symlink => Value::Symlink(bytes.to_vec()),
             ItemKind::Orphan if bytes.is_empty() => Value::Orphan,
             ItemKind::Orphan => return Err(FormatError::malformed(addr, "orphan item has a value")),
+            ItemKind::Collection => Value::Collection(collection::decode_collection(bytes, addr)?),
         })
     }
 }
@@ -703,11 +766,79 @@ enum Sample {
     Item(Key, Value),
     OverflowRef(OverflowRef),
     NameHash(&'static [u8]),
+    Attrs(Attrs),
+    /// A shard log record of a collection of this dimension.
+    LogRecord(u32, LogRecord),
 }
 
-/// The fixed values of the encodings file. Integers use distinct non-zero bytes, so that a field
-/// that moves or shrinks changes the encoding.
-fn samples() -> Vec<(&'static str, Sample)> {
+/// The fixed values of the encodings file of `version`: those of version 1, then those each later
+/// version added.
+fn samples(version: u32) -> Vec<(&'static str, Sample)> {
+    let mut samples = samples_v1();
+    if version >= FORMAT_VERSION_COLLECTIONS {
+        samples.extend(collection_samples());
+    }
+    samples
+}
+
+/// Collection records, attributes and log records. Integers use distinct non-zero bytes.
+fn collection_samples() -> Vec<(&'static str, Sample)> {
+    let record = CollectionRecord {
+        dim: 0xabcd,
+        metric: Metric::Dot,
+        elem: ElemType::F32,
+        shards: vec![0x0102_0304_0506_0708, 0x1112_1314_1516_1718, FIRST_INO],
+        text: None,
+    };
+    let text = TextParams {
+        embedder: "ollama:http://localhost:11434:nomic".to_string(),
+        chunk_bytes: 0x0001_0203,
+        chunk_overlap: 0x0405,
+    };
+    let text_record = CollectionRecord {
+        dim: 384,
+        metric: Metric::Cosine,
+        shards: vec![0x2122_2324_2526_2728],
+        text: Some(text),
+        ..record.clone()
+    };
+    let attrs = vec![
+        ("genre".to_string(), AttrValue::Str("jazz ✓".to_string())),
+        ("year".to_string(), AttrValue::Int(-0x0102_0304_0506_0708)),
+        ("score".to_string(), AttrValue::Float(-1.0e-300)),
+        ("vexfs.doc".to_string(), AttrValue::Int(0x1112_1314)),
+        ("empty".to_string(), AttrValue::Str(String::new())),
+    ];
+    let insert = LogRecord {
+        seq: 0x0102_0304_0506_0708,
+        body: LogBody::Insert {
+            ids: vec![0x1112_1314_1516_1718, 3],
+            vectors: vec![1.0, -0.0, f32::MIN_POSITIVE / 2.0, f32::MAX, -3.5, 1.0e-3],
+            attrs: vec![attrs.clone(), Vec::new()],
+        },
+    };
+    let plain = LogRecord {
+        seq: 0x2122_2324_2526_2728,
+        body: LogBody::Insert { ids: vec![5], vectors: vec![0.25, -0.5, 0.75], attrs: Vec::new() },
+    };
+    let delete =
+        LogRecord { seq: 0x3132_3334_3536_3738, body: LogBody::Delete { ids: vec![0x4142_4344_4546_4748, 6, 0] } };
+    vec![
+        ("collection record", Sample::Item(Key::new(0x1234, ItemKind::Collection, 0), Value::Collection(record))),
+        (
+            "text collection record",
+            Sample::Item(Key::new(0x1235, ItemKind::Collection, 0), Value::Collection(text_record)),
+        ),
+        ("attributes", Sample::Attrs(attrs)),
+        ("log insert record with attributes", Sample::LogRecord(3, insert)),
+        ("log insert record", Sample::LogRecord(3, plain)),
+        ("log delete record", Sample::LogRecord(3, delete)),
+    ]
+}
+
+/// The samples of format version 1. Integers use distinct non-zero bytes, so that a field that
+/// moves or shrinks changes the encoding.
+fn samples_v1() -> Vec<(&'static str, Sample)> {
     let t = |sec: i64, nsec: u32| Timestamp { sec, nsec };
     let record = InodeRecord {
         mode: file_type::REGULAR | 0o4755,
@@ -760,6 +891,10 @@ impl Sample {
             Sample::Item(key, value) => format!("value of item {key:?}: {value:?}"),
             Sample::OverflowRef(reference) => format!("{reference:?}"),
             Sample::NameHash(name) => format!("xxh3-64 of {:?}, little-endian", String::from_utf8_lossy(name)),
+            Sample::Attrs(attrs) => format!("attribute set {attrs:?}"),
+            Sample::LogRecord(dim, record) => {
+                format!("shard log record of a collection of dimension {dim}: {record:?}")
+            }
         }
     }
 
@@ -769,6 +904,12 @@ impl Sample {
             Sample::Item(_, value) => value.encode(),
             Sample::OverflowRef(reference) => reference.encode().to_vec(),
             Sample::NameHash(name) => items::name_hash(name).to_le_bytes().to_vec(),
+            Sample::Attrs(attrs) => {
+                let mut out = Vec::new();
+                collection::encode_attrs(attrs, &mut out);
+                out
+            }
+            Sample::LogRecord(dim, record) => encode_log(*dim, std::slice::from_ref(record)),
         }
     }
 
@@ -788,6 +929,14 @@ impl Sample {
             Sample::NameHash(name) => {
                 (format!("{bytes:02x?}"), format!("{:02x?}", items::name_hash(name).to_le_bytes()))
             }
+            Sample::Attrs(attrs) => (format!("{:?}", collection::decode_attrs(bytes)?), format!("{attrs:?}")),
+            Sample::LogRecord(dim, record) => {
+                let (decoded, used) = collection::decode_record(bytes, *dim).map_err(|error| error.to_string())?;
+                if used != bytes.len() {
+                    return Err(format!("the record is {used} bytes of the {} stored", bytes.len()));
+                }
+                (format!("{decoded:?}"), format!("{record:?}"))
+            }
         };
         if decoded == expected {
             Ok(())
@@ -795,6 +944,211 @@ impl Sample {
             Err(format!("decoded {decoded}, expected {expected}"))
         }
     }
+}
+
+// ---------------------------------------------------------------------------------------------
+// The collections image
+// ---------------------------------------------------------------------------------------------
+
+const VECTORS_DIR: u64 = FIRST_INO;
+const NOTES_DIR: u64 = FIRST_INO + 1;
+const EVEN_SHARD: u64 = FIRST_INO + 2;
+const ODD_SHARD: u64 = FIRST_INO + 3;
+const DOCUMENT: u64 = FIRST_INO + 4;
+const TEXT_SHARD: u64 = FIRST_INO + 5;
+const DOCUMENT_TEXT: &[u8] = b"VexFS golden document: a text collection embeds the files written into it.\n";
+/// The data block of each file, relative to the layout's `first_free`: (inode, block, note).
+const COLLECTION_DATA: [(u64, u64, &str); 4] = [
+    (EVEN_SHARD, 0, "shard log 0 of /vectors (even ids)"),
+    (ODD_SHARD, 1, "shard log 1 of /vectors (odd ids)"),
+    (DOCUMENT, 2, "/notes/a.txt"),
+    (TEXT_SHARD, 3, "shard log 0 of /notes"),
+];
+const COLLECTION_DATA_BLOCKS: u64 = COLLECTION_DATA.len() as u64;
+
+fn vectors_collection() -> CollectionRecord {
+    CollectionRecord {
+        dim: 3,
+        metric: Metric::L2,
+        elem: ElemType::F32,
+        shards: vec![EVEN_SHARD, ODD_SHARD],
+        text: None,
+    }
+}
+
+fn notes_collection() -> CollectionRecord {
+    let text = TextParams { embedder: "builtin:golden".to_string(), chunk_bytes: 256, chunk_overlap: 32 };
+    CollectionRecord { dim: 4, metric: Metric::Cosine, elem: ElemType::F32, shards: vec![TEXT_SHARD], text: Some(text) }
+}
+
+/// Each shard log: (inode, the collection's dimension, its records in order).
+fn golden_logs() -> Vec<(u64, u32, Vec<LogRecord>)> {
+    let attrs = |pairs: &[(&str, AttrValue)]| -> Attrs {
+        pairs.iter().map(|(key, value)| (key.to_string(), value.clone())).collect()
+    };
+    let even = vec![
+        LogRecord {
+            seq: 1,
+            body: LogBody::Insert {
+                ids: vec![0, 2, 4],
+                vectors: vec![0.5, -1.0, 2.0, 0.0, -0.0, 1.0e-40, 3.25, f32::MAX, f32::MIN_POSITIVE],
+                attrs: vec![
+                    attrs(&[("color", AttrValue::Str("red".to_string())), ("n", AttrValue::Int(7))]),
+                    Vec::new(),
+                    attrs(&[("w", AttrValue::Float(-0.125))]),
+                ],
+            },
+        },
+        LogRecord { seq: 2, body: LogBody::Delete { ids: vec![2] } },
+        LogRecord { seq: 3, body: LogBody::Insert { ids: vec![6], vectors: vec![1.0, 2.0, 3.0], attrs: Vec::new() } },
+    ];
+    let odd = vec![LogRecord {
+        seq: 1,
+        body: LogBody::Insert { ids: vec![1, 3], vectors: vec![-1.5, 0.0, 1.5, 4.0, 5.0, 6.0], attrs: Vec::new() },
+    }];
+    let chunk = attrs(&[
+        ("vexfs.doc", AttrValue::Int(DOCUMENT as i64)),
+        ("vexfs.offset", AttrValue::Int(0)),
+        ("vexfs.len", AttrValue::Int(DOCUMENT_TEXT.len() as i64)),
+    ]);
+    let text = vec![LogRecord {
+        seq: 1,
+        body: LogBody::Insert { ids: vec![0], vectors: vec![0.5, -0.5, 0.5, -0.5], attrs: vec![chunk] },
+    }];
+    vec![(EVEN_SHARD, 3, even), (ODD_SHARD, 3, odd), (TEXT_SHARD, 4, text)]
+}
+
+/// A shard log holding `records`, one after the other.
+fn encode_log(dim: u32, records: &[LogRecord]) -> Vec<u8> {
+    let mut log = Vec::new();
+    for record in records {
+        match &record.body {
+            LogBody::Insert { ids, vectors, attrs } => {
+                collection::encode_insert(&mut log, record.seq, dim, ids, vectors, attrs)
+            }
+            LogBody::Delete { ids } => collection::encode_delete(&mut log, record.seq, ids),
+        }
+    }
+    log
+}
+
+/// Decodes a whole shard log, panicking on anything but a sequence of whole records.
+fn decode_log(mut log: &[u8], dim: u32) -> Vec<LogRecord> {
+    let mut records = Vec::new();
+    while !log.is_empty() {
+        let (record, used) = collection::decode_record(log, dim).unwrap_or_else(|error| panic!("shard log: {error}"));
+        records.push(record);
+        log = &log[used..];
+    }
+    records
+}
+
+/// The stored contents of each file with data: (inode, file block 0).
+fn collection_files() -> Vec<(u64, Vec<u8>)> {
+    let mut files: Vec<(u64, Vec<u8>)> =
+        golden_logs().into_iter().map(|(ino, dim, records)| (ino, encode_log(dim, &records))).collect();
+    files.push((DOCUMENT, DOCUMENT_TEXT.to_vec()));
+    for (_, contents) in &files {
+        assert!(contents.len() <= BLOCK_SIZE, "each file fits its one block");
+    }
+    files
+}
+
+/// Every item of the collections volume, in key order.
+fn collection_items(layout: &Layout) -> Vec<(Key, Value)> {
+    let mut items = Vec::new();
+    let root = InodeRecord {
+        nlink: 4,
+        size: 2,
+        mtime: FILE_TIME,
+        ctime: FILE_TIME,
+        dir_next_index: 5,
+        ..fresh_root_directory()
+    };
+    items.push((inode_key(ROOT_INO), Value::Inode(root)));
+    let directory = file_type::DIRECTORY | 0o755;
+    add_entry(&mut items, ROOT_INO, b"vectors", VECTORS_DIR, directory, 3);
+    add_entry(&mut items, ROOT_INO, b"notes", NOTES_DIR, directory, 4);
+    add_entry(&mut items, NOTES_DIR, b"a.txt", DOCUMENT, file_type::REGULAR, 3);
+    let vectors = InodeRecord { dir_next_index: 3, parent: ROOT_INO, ..file(directory, 2, 0, 1) };
+    items.push((inode_key(VECTORS_DIR), Value::Inode(vectors)));
+    items.push((Key::new(VECTORS_DIR, ItemKind::Collection, 0), Value::Collection(vectors_collection())));
+    let notes = InodeRecord { dir_next_index: 4, parent: ROOT_INO, ..file(directory, 2, 1, 2) };
+    items.push((inode_key(NOTES_DIR), Value::Inode(notes)));
+    items.push((Key::new(NOTES_DIR, ItemKind::Collection, 0), Value::Collection(notes_collection())));
+    let sizes: BTreeMap<u64, u64> =
+        collection_files().into_iter().map(|(ino, contents)| (ino, contents.len() as u64)).collect();
+    for (ino, block, _) in COLLECTION_DATA {
+        let generation = ino - FIRST_INO + 1;
+        let record = if ino == DOCUMENT {
+            file(file_type::REGULAR | 0o644, 1, sizes[&ino], generation)
+        } else {
+            InodeRecord { flags: INODE_FLAG_SHARD, ..file(file_type::REGULAR | 0o600, 1, sizes[&ino], generation) }
+        };
+        items.push((inode_key(ino), Value::Inode(InodeRecord { blocks: 1, ..record })));
+        let extent = Extent { start: allocated(layout, block).0, length: 1, flags: 0 };
+        items.push((Key::new(ino, ItemKind::Extent, 0), Value::Extent(extent)));
+    }
+    items.sort_by_key(|(key, _)| *key);
+    items
+}
+
+/// The collections volume's non-zero blocks, in address order: mkfs's blocks with the volume
+/// root, bitmap and root leaf replaced, and the files' data.
+fn collections_image() -> Vec<Section> {
+    let (layout, mkfs_blocks) = mkfs::plan(&mkfs_params()).expect("mkfs plan");
+    let mut disk: BTreeMap<BlockAddr, (String, Vec<u8>)> =
+        mkfs_blocks.into_iter().map(|(addr, bytes)| (addr, (mkfs_note(&layout, addr), bytes))).collect();
+    let items = collection_items(&layout);
+    let borrowed: Vec<&(Key, Value)> = items.iter().collect();
+    let mut overflow_blocks = Vec::new();
+    let mut leaf = leaf_block(layout.tree_root, &borrowed, BlockAddr(0), &mut overflow_blocks);
+    assert!(overflow_blocks.is_empty(), "every value is stored inline");
+    let used = layout.first_free.0 + COLLECTION_DATA_BLOCKS;
+    let root = VolumeRoot {
+        tree_root: layout.tree_root,
+        next_ino: TEXT_SHARD + 1,
+        inode_count: 7,
+        free_blocks: layout.block_count - used,
+        next_generation: 7,
+        collection_root: 0,
+        index_root: 0,
+    };
+    let mut root_block = root.build(ROOT_BLOCK);
+    let mut bitmap_block = bitmap::build(0, layout.bitmap_start, layout.block_count, used);
+    for block in [&mut leaf, &mut root_block, &mut bitmap_block] {
+        block::seal(block, 0);
+    }
+    disk.insert(layout.tree_root, ("B-tree root leaf, every item".to_string(), leaf));
+    disk.insert(ROOT_BLOCK, ("volume root".to_string(), root_block));
+    disk.insert(layout.bitmap_start, ("bitmap block 0".to_string(), bitmap_block));
+    let files: BTreeMap<u64, Vec<u8>> = collection_files().into_iter().collect();
+    for (ino, block, note) in COLLECTION_DATA {
+        let mut data = files[&ino].clone();
+        data.resize(BLOCK_SIZE, 0);
+        disk.insert(allocated(&layout, block), (format!("{note}, inode {ino}, file block 0"), data));
+    }
+    disk.into_iter()
+        .filter(|(_, (_, bytes))| bytes.iter().any(|&byte| byte != 0))
+        .map(|(addr, (note, bytes))| block_section(addr, note, bytes))
+        .collect()
+}
+
+/// The bytes of file `ino`, read through its extents (holes as zeros), `size` of them.
+fn file_contents(device: &Device, items: &BTreeMap<Key, Value>, ino: u64) -> Vec<u8> {
+    let Some(Value::Inode(record)) = items.get(&inode_key(ino)) else { panic!("inode {ino} is missing") };
+    let mut contents = vec![0u8; record.size as usize];
+    let extents = items.range(Key::new(ino, ItemKind::Extent, 0)..=Key::new(ino, ItemKind::Extent, u64::MAX));
+    for (key, value) in extents {
+        let Value::Extent(extent) = value else { unreachable!("extent keys hold extents") };
+        for block in 0..u64::from(extent.length) {
+            let start = ((key.offset + block) as usize * BLOCK_SIZE).min(contents.len());
+            let end = (start + BLOCK_SIZE).min(contents.len());
+            let data = device.block(BlockAddr(extent.start + block));
+            contents[start..end].copy_from_slice(&data[..end - start]);
+        }
+    }
+    contents
 }
 
 // ---------------------------------------------------------------------------------------------

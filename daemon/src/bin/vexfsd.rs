@@ -13,6 +13,7 @@ use vexfs_daemon::fuse::ops::FuseDoor;
 use vexfs_daemon::fuse::session::{Session, SessionConfig};
 use vexfs_daemon::fuse::uring;
 use vexfs_daemon::io::{Arena, Device, DeviceOptions, UringStorage};
+use vexfs_daemon::vector::Vectors;
 
 #[derive(Parser, Debug)]
 #[command(name = "vexfsd", version, about = "Serve a VexFS volume through a FUSE mount")]
@@ -101,9 +102,12 @@ fn serve(args: &Args) -> Result<()> {
     let transport = if uring { "io_uring" } else { "/dev/fuse" };
     tracing::info!(device = %args.device.display(), mount = %args.mount.display(), threads, transport, "serving");
     let signals = watch_signals(&args.mount)?;
-    let door = Arc::new(FuseDoor::new(engine.handle()));
+    let workers = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let vectors = Arc::new(Vectors::new(engine.handle(), workers));
+    let door = Arc::new(FuseDoor::new(engine.handle(), Arc::clone(&vectors)));
     let served = Session::run(fd, door, config);
     signals.close();
+    drop(vectors);
     let closed = engine.close();
     served.context("FUSE session failed")?;
     closed.context("flushing the volume at unmount failed")?;

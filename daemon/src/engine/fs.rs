@@ -330,7 +330,7 @@ impl<S: Storage> EngineHandle<S> {
             return Err(EngineError::NameTooLong);
         }
         let now = self.shared.now();
-        let (child, orphaned) = self.shared.run(|tx| {
+        let (child, orphaned, shards) = self.shared.run(|tx| {
             let mut records = Records::new();
             let mut dir = records.dir(tx, parent)?;
             let entry = it::dir_lookup(tx, parent, name)?.ok_or(EngineError::NotFound)?;
@@ -341,6 +341,8 @@ impl<S: Storage> EngineHandle<S> {
                 (true, true) if !it::dir_is_empty(tx, entry.child)? => return Err(EngineError::NotEmpty),
                 _ => {}
             }
+            // A collection's shard logs go with its directory.
+            let shards = if want_dir { super::collection::remove(tx, entry.child)? } else { Vec::new() };
             it::dir_remove(tx, parent, &mut dir, name)?;
             dir.nlink -= u32::from(want_dir);
             dir.mtime = now;
@@ -349,10 +351,13 @@ impl<S: Storage> EngineHandle<S> {
             records.set(parent, dir);
             records.set(entry.child, record);
             records.write(tx)?;
-            Ok((entry.child, orphaned))
+            Ok((entry.child, orphaned, shards))
         })?;
         if orphaned && !self.referenced(child) {
             self.free_if_orphan(child)?;
+        }
+        for shard in shards {
+            self.free_if_orphan(shard)?;
         }
         Ok(())
     }
@@ -594,6 +599,8 @@ fn rename_op<S: Storage>(
             (true, false) => return Err(EngineError::NotDir),
             (false, true) => return Err(EngineError::IsDir),
             (true, true) if !it::dir_is_empty(tx, target.child)? => return Err(EngineError::NotEmpty),
+            // A collection's vectors are its content: rename does not drop them (rmdir does).
+            (true, true) if super::collection::get(tx, target.child)?.is_some() => return Err(EngineError::NotEmpty),
             _ => {}
         }
         it::dir_retarget(tx, new_parent, new_name, source.child, file_type::dirent_type(moved.mode))?;

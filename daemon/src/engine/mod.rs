@@ -15,6 +15,7 @@
 
 mod alloc;
 mod cache;
+mod collection;
 mod data;
 pub mod error;
 pub mod fs;

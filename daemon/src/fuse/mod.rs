@@ -8,17 +8,17 @@
 //!   request buffers that put WRITE data on a 4096-byte boundary for O_DIRECT.
 //!
 //! [`session`] runs INIT negotiation and the worker threads over these; [`notify`] sends the
-//! kernel cache invalidations; [`mount`] mounts and
-//! unmounts. The planned FUSE-over-io_uring transport (`FUSE_IO_URING_CMD_REGISTER`,
-//! `FUSE_IO_URING_CMD_COMMIT_AND_FETCH`) delivers the same header, argument struct and payload
-//! in ring buffers ([`request::Request::parse_split`]) and takes the same vectored replies, so
-//! only a new `Transport` and its completion loop are needed.
+//! kernel cache invalidations; [`mount`] mounts and unmounts; [`uring`] is the FUSE-over-io_uring
+//! transport, which delivers the same header, argument struct and payload in ring buffers
+//! ([`request::Request::parse_split`]) and takes the same vectored replies. [`ops`] adapts
+//! requests to the engine, [`collections`] the collection ioctls and xattrs to the vector service.
 //!
 //! Architecture invariant: the protocol layer (all but the engine adapter, `ops`) touches no
 //! on-disk bytes and no engine state, and the adapter decodes nothing itself: it receives
 //! [`request::Operation`] values and answers through [`reply::Reply`].
 
 pub mod abi;
+pub mod collections;
 pub mod mount;
 pub mod notify;
 pub mod ops;

@@ -5,11 +5,12 @@
 
 use std::ffi::OsStr;
 use std::os::unix::ffi::OsStrExt;
-use std::sync::OnceLock;
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use vexfs_format::inode::{InodeRecord, Timestamp as DiskTime};
 
+use super::collections;
 use super::notify::Notifier;
 use super::reply::{DirBuf, FileAttr, FileType, Reply, StatFs};
 use super::request::{Operation, Request, SetAttr as FuseSetAttr, TimeOrNow, Timestamp};
@@ -18,6 +19,7 @@ use crate::engine::fs::{Creds, RenameFlags};
 use crate::engine::items::XattrMode;
 use crate::engine::{Attr, EngineError, EngineHandle, SetAttr, TimeSet};
 use crate::storage::Storage;
+use crate::vector::Vectors;
 
 /// How long the kernel may cache entries and attributes without asking again. The daemon owns the
 /// volume exclusively (it holds the device lock) and every change to the namespace and to POSIX
@@ -37,14 +39,60 @@ const XATTR_REPLACE: u32 = 2;
 /// The FUSE adapter over one engine.
 pub struct FuseDoor<S: Storage> {
     engine: EngineHandle<S>,
+    vectors: Arc<Vectors<S>>,
     /// Set at INIT, before any request.
     notifier: OnceLock<Notifier>,
 }
 
 impl<S: Storage> FuseDoor<S> {
-    /// An adapter serving `engine`.
-    pub fn new(engine: EngineHandle<S>) -> FuseDoor<S> {
-        FuseDoor { engine, notifier: OnceLock::new() }
+    /// An adapter serving `engine` and its collections through `vectors`.
+    pub fn new(engine: EngineHandle<S>, vectors: Arc<Vectors<S>>) -> FuseDoor<S> {
+        FuseDoor { engine, vectors, notifier: OnceLock::new() }
+    }
+
+    /// The collection parameters of `ino` as xattrs; empty when it is not a collection.
+    fn collection_xattrs(&self, ino: u64) -> Result<collections::XattrList, EngineError> {
+        match self.vectors.record(ino) {
+            Ok(Some(record)) => Ok(collections::xattrs(&record)),
+            Ok(None) => Ok(Vec::new()),
+            Err(crate::vector::VectorError::Engine(e)) => Err(e),
+            Err(_) => Err(EngineError::Volume("collection record".to_owned())),
+        }
+    }
+
+    fn getxattr(&self, ino: u64, name: &[u8]) -> Result<Vec<u8>, EngineError> {
+        if name.starts_with(collections::XATTR_PREFIX) {
+            let found = self.collection_xattrs(ino)?.into_iter().find(|(n, _)| n == name);
+            return found.map(|(_, value)| value).ok_or(EngineError::NoData);
+        }
+        self.engine.getxattr(ino, name)
+    }
+
+    fn listxattr(&self, ino: u64) -> Result<Vec<u8>, EngineError> {
+        let mut out = Vec::new();
+        let names = self.engine.listxattr(ino)?;
+        let params = self.collection_xattrs(ino)?;
+        for name in names.iter().chain(params.iter().map(|(n, _)| n)) {
+            out.extend_from_slice(name);
+            out.push(0);
+        }
+        Ok(out)
+    }
+
+    /// Removes a directory; a collection's in-memory state goes first.
+    fn rmdir(&self, parent: u64, name: &[u8]) -> Result<(), EngineError> {
+        if let Ok(child) = self.engine.lookup(parent, name) {
+            self.engine.forget(child.ino, 1);
+            if matches!(self.vectors.record(child.ino), Ok(Some(_))) {
+                // Written out first, so that nothing acknowledged is lost if the rmdir fails.
+                self.vectors.flush(child.ino).map_err(|e| match e {
+                    crate::vector::VectorError::Engine(e) => e,
+                    other => EngineError::Volume(other.to_string()),
+                })?;
+                self.vectors.forget(child.ino);
+            }
+        }
+        self.engine.rmdir(parent, name)
     }
 }
 
@@ -228,7 +276,7 @@ impl<S: Storage> Handler for FuseDoor<S> {
             }
             Operation::Mkdir { name, mode, .. } => answer(reply, e.mkdir(ino, bytes(name), mode, creds), entry),
             Operation::Unlink { name } => answer(reply, e.unlink(ino, bytes(name)), |r, ()| r.ok()),
-            Operation::Rmdir { name } => answer(reply, e.rmdir(ino, bytes(name)), |r, ()| r.ok()),
+            Operation::Rmdir { name } => answer(reply, self.rmdir(ino, bytes(name)), |r, ()| r.ok()),
             Operation::Rename { name, newdir, newname } => {
                 answer(reply, e.rename(ino, bytes(name), newdir, bytes(newname), RenameFlags::default()), |r, ()| {
                     r.ok()
@@ -289,21 +337,20 @@ impl<S: Storage> Handler for FuseDoor<S> {
                     XATTR_REPLACE => XattrMode::ReplaceOnly,
                     _ => return reply.error(libc::EINVAL),
                 };
+                if bytes(name).starts_with(collections::XATTR_PREFIX) {
+                    // Collection parameters are read-only; the prefix is reserved everywhere.
+                    return reply.error(libc::EPERM);
+                }
                 answer(reply, e.setxattr(ino, bytes(name), value, mode), |r, ()| r.ok());
             }
-            Operation::Getxattr { name, size } => self.xattr(reply, size, e.getxattr(ino, bytes(name))),
-            Operation::Listxattr { size } => {
-                let list = e.listxattr(ino).map(|names| {
-                    let mut out = Vec::new();
-                    for name in names {
-                        out.extend_from_slice(&name);
-                        out.push(0);
-                    }
-                    out
-                });
-                self.xattr(reply, size, list);
+            Operation::Getxattr { name, size } => self.xattr(reply, size, self.getxattr(ino, bytes(name))),
+            Operation::Listxattr { size } => self.xattr(reply, size, self.listxattr(ino)),
+            Operation::Removexattr { name } => {
+                if bytes(name).starts_with(collections::XATTR_PREFIX) {
+                    return reply.error(libc::EPERM);
+                }
+                answer(reply, e.removexattr(ino, bytes(name)), |r, ()| r.ok())
             }
-            Operation::Removexattr { name } => answer(reply, e.removexattr(ino, bytes(name)), |r, ()| r.ok()),
             Operation::Opendir { .. } => answer(reply, e.getattr(ino), |r, _| r.open(0, 0)),
             Operation::Readdir { offset, size, .. } => self.readdir(ino, offset, size, false, reply),
             Operation::Readdirplus { offset, size, .. } => self.readdir(ino, offset, size, true, reply),
@@ -322,12 +369,19 @@ impl<S: Storage> Handler for FuseDoor<S> {
                 _ => reply.error(libc::EINVAL),
             },
             Operation::Interrupt { .. } => {}
-            Operation::Ioctl { .. } => reply.error(libc::ENOTTY),
+            Operation::Ioctl { cmd, data, out_size, .. } => match collections::ioctl(&self.vectors, ino, cmd, data) {
+                Some(Ok(out)) => reply.ioctl(0, &out[..out.len().min(out_size as usize)]),
+                Some(Err(errno)) => reply.error(errno),
+                None => reply.error(libc::ENOTTY),
+            },
             _ => reply.error(libc::ENOSYS),
         }
     }
 
     fn destroy(&self) {
+        if let Err(error) = self.vectors.flush_all() {
+            tracing::error!(%error, "writing collections' pending vectors at unmount failed");
+        }
         if let Err(error) = self.engine.sync() {
             tracing::error!(%error, "final commit at unmount failed");
         }

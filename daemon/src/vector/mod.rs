@@ -1,0 +1,47 @@
+//! Vector collections: the vectors of every collection, kept in memory by shard-owning worker
+//! threads and made durable in shard logs on the volume ([`crate::engine`] stores those as hidden
+//! files, so they share the files' crash safety), and exact search over them.
+//!
+//! Front doors call [`Vectors`]; it never learns which door a request came through.
+
+pub mod search;
+mod service;
+mod shard;
+
+pub use service::{CollectionSpec, CollectionStats, Vectors, K_MAX, QUERIES_MAX, RANGE_LIMIT_MAX};
+pub use shard::ShardStats;
+
+use crate::engine::EngineError;
+
+/// Why a vector operation failed.
+#[derive(Debug, thiserror::Error)]
+pub enum VectorError {
+    /// Bad input from the caller; nothing was stored.
+    #[error("{0}")]
+    Invalid(String),
+    #[error("directory {0} is not a collection")]
+    NotCollection(u64),
+    #[error("shard log {shard} at byte {offset}: {reason}")]
+    Corrupt { shard: u64, offset: u64, reason: String },
+    #[error("the vector service is shutting down")]
+    Closed,
+    #[error(transparent)]
+    Engine(#[from] EngineError),
+}
+
+impl VectorError {
+    pub fn invalid(message: impl Into<String>) -> VectorError {
+        VectorError::Invalid(message.into())
+    }
+
+    /// The errno a POSIX caller sees.
+    pub fn errno(&self) -> i32 {
+        match self {
+            VectorError::Invalid(_) => libc::EINVAL,
+            VectorError::NotCollection(_) => libc::ENOTTY,
+            VectorError::Corrupt { .. } => libc::EIO,
+            VectorError::Closed => libc::ESHUTDOWN,
+            VectorError::Engine(e) => e.errno(),
+        }
+    }
+}

@@ -1,0 +1,521 @@
+//! The vector service: shard-owning worker threads and the API front doors call.
+//!
+//! Each worker thread owns the shards assigned to it (shard `s` of every collection goes to worker
+//! `s % workers`) and is the only thread that touches them; its device I/O goes through its own
+//! io_uring ring (the storage layer gives every thread one). A request is split by shard and each
+//! part handed to the owner as a job; the caller waits for the owners' answers and merges them. A
+//! search therefore runs on every core at once, each core scanning its own shards.
+//!
+//! A vector with id `i` lives in shard `i % shards`. Ids a caller does not give are assigned from a
+//! per-collection counter that starts above the largest id stored.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use crossbeam_channel::{bounded, unbounded, Receiver, Sender};
+use parking_lot::Mutex;
+use vexfs_format::collection::{
+    validate_attrs, Attrs, CollectionRecord, ElemType, Metric, TextParams, DIM_MAX, SHARDS_MAX,
+};
+
+use super::search::{self, filter::Filter, Neighbor};
+use super::shard::{Shard, ShardStats};
+use super::VectorError;
+use crate::engine::EngineHandle;
+use crate::storage::Storage;
+
+/// The largest k a k-NN search accepts.
+pub const K_MAX: usize = 10_000;
+/// The most results a range search returns per query.
+pub const RANGE_LIMIT_MAX: usize = 100_000;
+/// The most queries in one search request.
+pub const QUERIES_MAX: usize = 100_000;
+
+/// What a new collection is.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct CollectionSpec {
+    pub dim: u32,
+    pub metric: Metric,
+    /// Shards; 0 means one per worker.
+    pub shards: u32,
+    pub text: Option<TextParams>,
+}
+
+/// A collection's parameters and counters, as `vexfs stats` shows them.
+#[derive(Clone, Debug, PartialEq)]
+pub struct CollectionStats {
+    pub dim: u32,
+    pub metric: Metric,
+    pub elem: ElemType,
+    pub shards: u32,
+    pub text: Option<TextParams>,
+    pub vectors: u64,
+    pub dead_rows: u64,
+    pub log_bytes: u64,
+    pub pending_bytes: u64,
+    pub memory_bytes: u64,
+    pub inserts: u64,
+    pub deletes: u64,
+    pub searches: u64,
+    pub queries: u64,
+    /// Total time spent answering searches, in microseconds.
+    pub search_micros: u64,
+    pub simd: &'static str,
+}
+
+type Job = Box<dyn FnOnce(&mut Owned) + Send>;
+
+/// What one worker owns: shards by shard-log inode.
+#[derive(Default)]
+struct Owned {
+    shards: HashMap<u64, Shard>,
+}
+
+struct Worker {
+    jobs: Sender<Job>,
+    thread: Option<JoinHandle<()>>,
+}
+
+#[derive(Default)]
+struct Counters {
+    inserts: AtomicU64,
+    deletes: AtomicU64,
+    searches: AtomicU64,
+    queries: AtomicU64,
+    search_micros: AtomicU64,
+}
+
+/// An open collection.
+struct Open {
+    record: CollectionRecord,
+    next_id: AtomicU64,
+    counters: Counters,
+}
+
+/// The vector service over one engine.
+pub struct Vectors<S: Storage> {
+    engine: EngineHandle<S>,
+    workers: Vec<Worker>,
+    open: Mutex<HashMap<u64, Arc<Open>>>,
+}
+
+impl<S: Storage> Vectors<S> {
+    /// Starts `workers` shard-owning threads (at least one).
+    pub fn new(engine: EngineHandle<S>, workers: usize) -> Vectors<S> {
+        let workers = (0..workers.max(1))
+            .map(|index| {
+                let (jobs, queue) = unbounded::<Job>();
+                let thread = std::thread::Builder::new()
+                    .name(format!("vexfs-shard-{index}"))
+                    .spawn(move || worker_loop(queue))
+                    .expect("spawn a shard worker");
+                Worker { jobs, thread: Some(thread) }
+            })
+            .collect();
+        Vectors { engine, workers, open: Mutex::new(HashMap::new()) }
+    }
+
+    pub fn engine(&self) -> &EngineHandle<S> {
+        &self.engine
+    }
+
+    pub fn worker_count(&self) -> usize {
+        self.workers.len()
+    }
+
+    /// Makes the empty directory `dir` a collection.
+    pub fn create(&self, dir: u64, spec: &CollectionSpec) -> Result<CollectionRecord, VectorError> {
+        if spec.dim == 0 || spec.dim > DIM_MAX {
+            return Err(VectorError::invalid(format!("dimension {} is not in 1..={DIM_MAX}", spec.dim)));
+        }
+        let shards = if spec.shards == 0 { self.workers.len() as u32 } else { spec.shards };
+        if shards > SHARDS_MAX {
+            return Err(VectorError::invalid(format!("{shards} shards: at most {SHARDS_MAX}")));
+        }
+        let record = self.engine.collection_create(dir, shards as usize, |inos| CollectionRecord {
+            dim: spec.dim,
+            metric: spec.metric,
+            elem: ElemType::F32,
+            shards: inos,
+            text: spec.text.clone(),
+        })?;
+        self.engine.sync()?;
+        Ok(record)
+    }
+
+    /// The collection record of `dir`, or None when `dir` is not a collection.
+    pub fn record(&self, dir: u64) -> Result<Option<CollectionRecord>, VectorError> {
+        if let Some(open) = self.open.lock().get(&dir) {
+            return Ok(Some(open.record.clone()));
+        }
+        Ok(self.engine.collection(dir)?)
+    }
+
+    /// Inserts vectors (`vectors.len() / dim` of them) with the given ids, or assigned ones when
+    /// `ids` is None, and optional attributes (empty, or one entry per vector). Returns the ids.
+    /// Acknowledged in memory; durable after [`Vectors::sync`].
+    pub fn insert(
+        &self,
+        dir: u64,
+        ids: Option<&[u64]>,
+        vectors: &[f32],
+        attrs: Vec<Attrs>,
+    ) -> Result<Vec<u64>, VectorError> {
+        let open = self.open(dir)?;
+        let dim = open.record.dim as usize;
+        if vectors.is_empty() || !vectors.len().is_multiple_of(dim) {
+            return Err(VectorError::invalid(format!(
+                "{} values do not make whole vectors of dimension {dim}",
+                vectors.len()
+            )));
+        }
+        let count = vectors.len() / dim;
+        if let Some(ids) = ids {
+            if ids.len() != count {
+                return Err(VectorError::invalid(format!("{} ids for {count} vectors", ids.len())));
+            }
+        }
+        if !attrs.is_empty() && attrs.len() != count {
+            return Err(VectorError::invalid(format!("{} attribute sets for {count} vectors", attrs.len())));
+        }
+        for (i, a) in attrs.iter().enumerate() {
+            validate_attrs(a, false).map_err(|e| VectorError::invalid(format!("vector {i}: attributes: {e}")))?;
+        }
+        if let Some(bad) = vectors.iter().position(|v| !v.is_finite()) {
+            return Err(VectorError::invalid(format!(
+                "vector {} component {} is {} (only finite values are stored)",
+                bad / dim,
+                bad % dim,
+                vectors[bad]
+            )));
+        }
+        let mut vectors = vectors.to_vec();
+        if open.record.metric == Metric::Cosine {
+            for (i, v) in vectors.chunks_exact_mut(dim).enumerate() {
+                if !search::normalize(v) {
+                    return Err(VectorError::invalid(format!("vector {i} is all zeros: cosine needs a direction")));
+                }
+            }
+        }
+        let ids: Vec<u64> = match ids {
+            Some(ids) => {
+                let mut seen = std::collections::HashSet::with_capacity(ids.len());
+                if let Some(dup) = ids.iter().find(|id| !seen.insert(**id)) {
+                    return Err(VectorError::invalid(format!("id {dup} appears twice in one batch")));
+                }
+                let top = ids.iter().max().copied().unwrap_or(0);
+                open.next_id.fetch_max(top.saturating_add(1), Ordering::AcqRel);
+                ids.to_vec()
+            }
+            None => {
+                let first = open.next_id.fetch_add(count as u64, Ordering::AcqRel);
+                (first..first + count as u64).collect()
+            }
+        };
+        // Split by shard, keeping each shard's part in batch order.
+        let shard_count = open.record.shards.len();
+        let mut parts: Vec<(Vec<u64>, Vec<f32>, Vec<Attrs>)> = vec![Default::default(); shard_count];
+        let mut attrs = attrs.into_iter();
+        for (i, &id) in ids.iter().enumerate() {
+            let part = &mut parts[(id % shard_count as u64) as usize];
+            part.0.push(id);
+            part.1.extend_from_slice(&vectors[i * dim..(i + 1) * dim]);
+            if let Some(a) = attrs.next() {
+                part.2.push(a);
+            }
+        }
+        let engine = self.engine.clone();
+        self.on_shards(&open, parts.into_iter().map(Some).collect(), move |shard, part| {
+            let Some((ids, vectors, attrs)) = part else { return Ok(()) };
+            if ids.is_empty() {
+                return Ok(());
+            }
+            let attrs = if attrs.iter().all(|a| a.is_empty()) { Vec::new() } else { attrs };
+            shard.insert(&ids, &vectors, attrs);
+            shard.compact();
+            if shard.wants_flush() {
+                shard.flush(&engine)?;
+            }
+            Ok(())
+        })?;
+        open.counters.inserts.fetch_add(count as u64, Ordering::Relaxed);
+        Ok(ids)
+    }
+
+    /// Deletes vectors by id; returns how many existed.
+    pub fn delete(&self, dir: u64, ids: &[u64]) -> Result<u64, VectorError> {
+        let open = self.open(dir)?;
+        let shard_count = open.record.shards.len() as u64;
+        let mut parts: Vec<Vec<u64>> = vec![Vec::new(); shard_count as usize];
+        for &id in ids {
+            parts[(id % shard_count) as usize].push(id);
+        }
+        let counts = self.on_shards(&open, parts, |shard, ids| {
+            if ids.is_empty() {
+                return Ok(0);
+            }
+            let deleted = shard.delete(&ids);
+            shard.compact();
+            Ok(deleted)
+        })?;
+        let deleted: usize = counts.into_iter().sum();
+        open.counters.deletes.fetch_add(deleted as u64, Ordering::Relaxed);
+        Ok(deleted as u64)
+    }
+
+    /// The `k` nearest vectors to each query (`queries.len() / dim` of them), nearest first.
+    pub fn knn(
+        &self,
+        dir: u64,
+        queries: &[f32],
+        k: usize,
+        filter: Option<Filter>,
+    ) -> Result<Vec<Vec<Neighbor>>, VectorError> {
+        if k == 0 || k > K_MAX {
+            return Err(VectorError::invalid(format!("k = {k} is not in 1..={K_MAX}")));
+        }
+        let (open, queries) = self.prepare_queries(dir, queries)?;
+        let started = Instant::now();
+        let query_count = queries.len() / open.record.dim as usize;
+        let metric = open.record.metric;
+        let shared = Arc::new((queries, filter));
+        let parts = vec![Arc::clone(&shared); open.record.shards.len()];
+        let results =
+            self.on_shards(&open, parts, move |shard, job| Ok(shard.knn(metric, &job.0, k, job.1.as_ref())))?;
+        let merged = search::merge(results, k);
+        self.count_search(&open, query_count, started.elapsed());
+        Ok(merged)
+    }
+
+    /// Every vector within `radius` of each query, nearest first, at most `limit` per query.
+    pub fn range(
+        &self,
+        dir: u64,
+        queries: &[f32],
+        radius: f32,
+        filter: Option<Filter>,
+        limit: usize,
+    ) -> Result<Vec<Vec<Neighbor>>, VectorError> {
+        if !radius.is_finite() {
+            return Err(VectorError::invalid(format!("radius {radius} is not a finite number")));
+        }
+        if limit == 0 || limit > RANGE_LIMIT_MAX {
+            return Err(VectorError::invalid(format!("limit {limit} is not in 1..={RANGE_LIMIT_MAX}")));
+        }
+        let (open, queries) = self.prepare_queries(dir, queries)?;
+        let started = Instant::now();
+        let query_count = queries.len() / open.record.dim as usize;
+        let metric = open.record.metric;
+        let shared = Arc::new((queries, filter));
+        let parts = vec![Arc::clone(&shared); open.record.shards.len()];
+        let results = self.on_shards(&open, parts, move |shard, job| {
+            Ok(shard.range(metric, &job.0, radius, job.1.as_ref(), limit))
+        })?;
+        let merged = search::merge(results, limit);
+        self.count_search(&open, query_count, started.elapsed());
+        Ok(merged)
+    }
+
+    /// Makes every acknowledged change to `dir`'s vectors durable.
+    pub fn sync(&self, dir: u64) -> Result<(), VectorError> {
+        self.flush(dir)?;
+        self.engine.sync()?;
+        Ok(())
+    }
+
+    /// Writes `dir`'s pending changes to its shard logs (durable at the engine's next commit).
+    pub fn flush(&self, dir: u64) -> Result<(), VectorError> {
+        let open = self.open(dir)?;
+        let engine = self.engine.clone();
+        let parts = vec![(); open.record.shards.len()];
+        self.on_shards(&open, parts, move |shard, ()| shard.flush(&engine))?;
+        Ok(())
+    }
+
+    /// Parameters and counters of `dir`'s collection.
+    pub fn stats(&self, dir: u64) -> Result<CollectionStats, VectorError> {
+        let open = self.open(dir)?;
+        let parts = vec![(); open.record.shards.len()];
+        let shards: Vec<ShardStats> = self.on_shards(&open, parts, |shard, ()| Ok(shard.stats()))?;
+        let sum = |f: fn(&ShardStats) -> u64| shards.iter().map(f).sum::<u64>();
+        let c = &open.counters;
+        Ok(CollectionStats {
+            dim: open.record.dim,
+            metric: open.record.metric,
+            elem: open.record.elem,
+            shards: open.record.shards.len() as u32,
+            text: open.record.text.clone(),
+            vectors: sum(|s| s.vectors),
+            dead_rows: sum(|s| s.dead_rows),
+            log_bytes: sum(|s| s.log_bytes),
+            pending_bytes: sum(|s| s.pending_bytes),
+            memory_bytes: sum(|s| s.memory_bytes),
+            inserts: c.inserts.load(Ordering::Relaxed),
+            deletes: c.deletes.load(Ordering::Relaxed),
+            searches: c.searches.load(Ordering::Relaxed),
+            queries: c.queries.load(Ordering::Relaxed),
+            search_micros: c.search_micros.load(Ordering::Relaxed),
+            simd: search::kernels::simd_level(),
+        })
+    }
+
+    /// Writes every open collection's pending changes to its logs (before unmount or sync).
+    pub fn flush_all(&self) -> Result<(), VectorError> {
+        let dirs: Vec<u64> = self.open.lock().keys().copied().collect();
+        for dir in dirs {
+            self.flush(dir)?;
+        }
+        Ok(())
+    }
+
+    /// Closes `dir`'s collection without flushing (it is being removed): its shards leave their
+    /// owners' memory. Call before removing the directory.
+    pub fn forget(&self, dir: u64) {
+        let Some(open) = self.open.lock().remove(&dir) else { return };
+        let parts = vec![(); open.record.shards.len()];
+        let shards = open.record.shards.clone();
+        let _ = self.run_on(&shards, parts, |owned, ino, ()| {
+            owned.shards.remove(&ino);
+            Ok(())
+        });
+    }
+
+    fn prepare_queries(&self, dir: u64, queries: &[f32]) -> Result<(Arc<Open>, Vec<f32>), VectorError> {
+        let open = self.open(dir)?;
+        let dim = open.record.dim as usize;
+        if queries.is_empty() || !queries.len().is_multiple_of(dim) {
+            return Err(VectorError::invalid(format!(
+                "{} query values do not make whole vectors of dimension {dim}",
+                queries.len()
+            )));
+        }
+        if queries.len() / dim > QUERIES_MAX {
+            return Err(VectorError::invalid(format!("{} queries: at most {QUERIES_MAX}", queries.len() / dim)));
+        }
+        if let Some(bad) = queries.iter().position(|v| !v.is_finite()) {
+            return Err(VectorError::invalid(format!(
+                "query {} component {} is {}",
+                bad / dim,
+                bad % dim,
+                queries[bad]
+            )));
+        }
+        let mut queries = queries.to_vec();
+        if open.record.metric == Metric::Cosine {
+            for (i, q) in queries.chunks_exact_mut(dim).enumerate() {
+                if !search::normalize(q) {
+                    return Err(VectorError::invalid(format!("query {i} is all zeros: cosine needs a direction")));
+                }
+            }
+        }
+        Ok((open, queries))
+    }
+
+    fn count_search(&self, open: &Open, queries: usize, took: Duration) {
+        let c = &open.counters;
+        c.searches.fetch_add(1, Ordering::Relaxed);
+        c.queries.fetch_add(queries as u64, Ordering::Relaxed);
+        c.search_micros.fetch_add(took.as_micros() as u64, Ordering::Relaxed);
+    }
+
+    /// The open collection of `dir`, opening it (replaying its shard logs on their owners) on
+    /// first use.
+    fn open(&self, dir: u64) -> Result<Arc<Open>, VectorError> {
+        let mut table = self.open.lock();
+        if let Some(open) = table.get(&dir) {
+            return Ok(Arc::clone(open));
+        }
+        let record = self.engine.collection(dir)?.ok_or(VectorError::NotCollection(dir))?;
+        let dim = record.dim as usize;
+        let engine = self.engine.clone();
+        let parts = vec![(); record.shards.len()];
+        let max_ids = self.run_on(&record.shards, parts, move |owned, ino, ()| {
+            let shard = match owned.shards.remove(&ino) {
+                Some(shard) => shard,
+                None => Shard::open(&engine, ino, dim)?,
+            };
+            let max_id = shard.stats().max_id;
+            owned.shards.insert(ino, shard);
+            Ok(max_id)
+        })?;
+        let next_id = max_ids.into_iter().flatten().max().map_or(0, |m| m.saturating_add(1));
+        let open = Arc::new(Open { record, next_id: AtomicU64::new(next_id), counters: Counters::default() });
+        table.insert(dir, Arc::clone(&open));
+        Ok(open)
+    }
+
+    /// Runs `f` on every shard of `open` (on the shard's owner), with that shard's part.
+    fn on_shards<P, R>(
+        &self,
+        open: &Open,
+        parts: Vec<P>,
+        f: impl Fn(&mut Shard, P) -> Result<R, VectorError> + Send + Sync + 'static,
+    ) -> Result<Vec<R>, VectorError>
+    where
+        P: Send + 'static,
+        R: Send + 'static,
+    {
+        self.run_on(&open.record.shards, parts, move |owned, ino, part| {
+            let shard = owned.shards.get_mut(&ino).ok_or(VectorError::Closed)?;
+            f(shard, part)
+        })
+    }
+
+    /// Hands `f(owner state, shard inode, part)` to the owner of each of `shards` and collects the
+    /// answers in shard order. The first error wins.
+    fn run_on<P, R>(
+        &self,
+        shards: &[u64],
+        parts: Vec<P>,
+        f: impl Fn(&mut Owned, u64, P) -> Result<R, VectorError> + Send + Sync + 'static,
+    ) -> Result<Vec<R>, VectorError>
+    where
+        P: Send + 'static,
+        R: Send + 'static,
+    {
+        assert_eq!(shards.len(), parts.len());
+        let f = Arc::new(f);
+        let (answers, replies) = bounded::<(usize, Result<R, VectorError>)>(shards.len());
+        for (index, (ino, part)) in shards.iter().copied().zip(parts).enumerate() {
+            let f = Arc::clone(&f);
+            let answers = answers.clone();
+            let job: Job = Box::new(move |owned| {
+                let result = f(owned, ino, part);
+                let _ = answers.send((index, result));
+            });
+            let worker = &self.workers[index % self.workers.len()];
+            worker.jobs.send(job).map_err(|_| VectorError::Closed)?;
+        }
+        drop(answers);
+        let mut results: Vec<Option<Result<R, VectorError>>> = (0..shards.len()).map(|_| None).collect();
+        for (index, result) in replies.iter() {
+            results[index] = Some(result);
+        }
+        results.into_iter().map(|r| r.unwrap_or(Err(VectorError::Closed))).collect()
+    }
+}
+
+impl<S: Storage> Drop for Vectors<S> {
+    fn drop(&mut self) {
+        for worker in &mut self.workers {
+            // Closing the channel ends the worker's loop.
+            let (closed, _) = unbounded();
+            worker.jobs = closed;
+        }
+        for worker in &mut self.workers {
+            if let Some(thread) = worker.thread.take() {
+                let _ = thread.join();
+            }
+        }
+    }
+}
+
+fn worker_loop(queue: Receiver<Job>) {
+    let mut owned = Owned::default();
+    for job in queue.iter() {
+        job(&mut owned);
+    }
+}
