@@ -70,6 +70,14 @@ impl Volume {
     fn mkdir(&self, name: &str) -> u64 {
         self.vectors().engine().mkdir(ROOT_INO, name.as_bytes(), 0o755, CREDS).expect("mkdir").ino
     }
+
+    /// A new directory made a collection.
+    fn collection(&self, name: &str, dim: usize, metric: Metric, shards: u32) -> u64 {
+        let dir = self.mkdir(name);
+        let spec = CollectionSpec { dim: dim as u32, metric, shards, text: None };
+        self.vectors().create(dir, &spec).expect("create the collection");
+        dir
+    }
 }
 
 fn check_clean(image: &[u8]) {
@@ -181,12 +189,8 @@ fn every_metric_matches_brute_force_and_survives_reopen() {
 #[test]
 fn range_and_filters() {
     let volume = Volume::open(fresh_image());
-    let dir = volume.mkdir("r");
     let dim = 8usize;
-    volume
-        .vectors()
-        .create(dir, &CollectionSpec { dim: dim as u32, metric: Metric::L2, shards: 3, text: None })
-        .unwrap();
+    let dir = volume.collection("r", dim, Metric::L2, 3);
     let mut rng = Rng(42);
     let data = rng.vectors(300, dim);
     let attrs: Vec<Attrs> = (0..300)
@@ -215,12 +219,8 @@ fn range_and_filters() {
 #[test]
 fn acknowledged_after_sync_survives_crash_images() {
     let volume = Volume::open(fresh_image());
-    let dir = volume.mkdir("durable");
     let dim = 16usize;
-    volume
-        .vectors()
-        .create(dir, &CollectionSpec { dim: dim as u32, metric: Metric::Dot, shards: 2, text: None })
-        .unwrap();
+    let dir = volume.collection("durable", dim, Metric::Dot, 2);
     let mut rng = Rng(9);
     let synced = rng.vectors(400, dim);
     volume.vectors().insert(dir, None, &synced, Vec::new()).unwrap();
@@ -287,4 +287,22 @@ fn rmdir_frees_a_collection() {
     assert!(v.engine().statfs().unwrap().blocks_free >= free_before);
     let image = volume.close();
     check_clean(&image);
+}
+
+/// Not a test: prints the in-memory insert rate (`cargo test --release --test vectors insert_rate -- --ignored --nocapture`).
+#[test]
+#[ignore]
+fn insert_rate() {
+    let volume = Volume::open(fresh_image());
+    let dim = 128usize;
+    let dir = volume.collection("rate", dim, Metric::L2, 0);
+    let batch = 10_000;
+    let data = Rng(1).vectors(batch, dim);
+    let start = std::time::Instant::now();
+    let rounds = 50;
+    for _ in 0..rounds {
+        volume.vectors().insert(dir, None, &data, Vec::new()).unwrap();
+    }
+    let secs = start.elapsed().as_secs_f64();
+    println!("{} vectors/s", (rounds * batch) as f64 / secs);
 }

@@ -116,3 +116,99 @@ fn rmdir_removes_a_collection_and_frees_its_space() {
     mount.unmount().expect("clean unmount");
     assert_fsck_clean(&volume, "after removing a collection");
 }
+
+/// One `.vexfs-insert` batch: header, optional ids, values.
+fn batch(dim: u32, ids: Option<&[u64]>, values: &[f32]) -> Vec<u8> {
+    let count = (values.len() / dim as usize) as u32;
+    let mut out = Vec::new();
+    out.extend_from_slice(b"VXIB");
+    out.extend_from_slice(&1u16.to_le_bytes());
+    out.extend_from_slice(&u16::from(ids.is_some()).to_le_bytes());
+    out.extend_from_slice(&dim.to_le_bytes());
+    out.extend_from_slice(&count.to_le_bytes());
+    out.extend_from_slice(&[0u8; 16]);
+    for id in ids.unwrap_or(&[]) {
+        out.extend_from_slice(&id.to_le_bytes());
+    }
+    for v in values {
+        out.extend_from_slice(&v.to_le_bytes());
+    }
+    out
+}
+
+#[test]
+fn large_batches_stream_through_the_insert_file_and_query_files_answer_in_json() {
+    if !require_root_and_fuse() {
+        return;
+    }
+    use std::io::Write;
+    let volume = volume();
+    let mount = Mount::start(&volume, &MountOptions::default()).expect("starting vexfsd");
+    let coll = mount.path().join("big");
+    let plain = mount.path().join("plain");
+    fs::create_dir(&coll).unwrap();
+    fs::create_dir(&plain).unwrap();
+    // The C program makes it a collection of dimension 8 with ids 0..149 (10 deleted).
+    run_c(&[&coll, &plain], "populate");
+
+    // 20,000 vectors in one batch (640 KB, far over an ioctl), written in odd-sized pieces.
+    let ids: Vec<u64> = (10_000..30_000).collect();
+    let values: Vec<f32> = ids.iter().flat_map(|&id| [id as f32; 8]).collect();
+    let bytes = batch(8, Some(&ids), &values);
+    let mut stream = fs::OpenOptions::new().write(true).open(coll.join(".vexfs-insert")).expect("open .vexfs-insert");
+    for piece in bytes.chunks(77_777) {
+        stream.write_all(piece).unwrap();
+    }
+    stream.sync_all().expect("fsync of the stream");
+    // A bad batch (wrong dimension) is refused and leaves the stream unusable; nothing stored.
+    let bad = batch(9, None, &[1.0; 9]);
+    expect_errno(stream.write_all(&bad), libc::EINVAL, "a batch of the wrong dimension");
+    drop(stream);
+    // An incomplete batch fails fsync.
+    let mut stream = fs::OpenOptions::new().write(true).open(coll.join(".vexfs-insert")).unwrap();
+    stream.write_all(&batch(8, None, &[1.0; 8])[..20]).unwrap();
+    expect_errno(stream.sync_all(), libc::EINVAL, "fsync with half a batch");
+    drop(stream);
+
+    // Query files: write JSON lines, read JSON lines back.
+    let queries = coll.join(".vexfs-query");
+    let q = queries.join("q1");
+    fs::write(
+        &q,
+        "{\"vector\": [12345, 12345, 12345, 12345, 12345, 12345, 12345, 12345.5], \"k\": 2}\n{\"vector\": [1, 2]}\n",
+    )
+    .expect("write a query file");
+    let answer = fs::read_to_string(&q).expect("read the answers");
+    let lines: Vec<serde_json::Value> = answer.lines().map(|l| serde_json::from_str(l).expect("a JSON line")).collect();
+    assert_eq!(lines.len(), 2, "{answer}");
+    assert_eq!(lines[0]["query"], 0);
+    assert_eq!(lines[0]["results"][0]["id"], 12345, "{answer}");
+    assert!((lines[0]["results"][0]["distance"].as_f64().unwrap() - 0.5).abs() < 1e-4, "{answer}");
+    assert_eq!(lines[0]["results"].as_array().unwrap().len(), 2);
+    assert!(lines[1]["error"].as_str().unwrap().contains("dimension 8"), "{answer}");
+    let listed: Vec<String> =
+        fs::read_dir(&queries).unwrap().map(|e| e.unwrap().file_name().to_string_lossy().into_owned()).collect();
+    assert_eq!(listed, vec!["q1".to_owned()]);
+
+    // The same with shell tools only.
+    let script = format!(
+        "echo '{{\"vector\": [29999,29999,29999,29999,29999,29999,29999,29999], \"radius\": 3.0}}' > {q2} && cat {q2}",
+        q2 = queries.join("q2").display()
+    );
+    let output = run(Command::new("sh").arg("-c").arg(&script), Duration::from_secs(30)).unwrap();
+    assert!(output.success(), "{output}");
+    let line: serde_json::Value = serde_json::from_str(output.stdout.trim()).expect("one JSON line");
+    let ids: Vec<u64> = line["results"].as_array().unwrap().iter().map(|r| r["id"].as_u64().unwrap()).collect();
+    assert_eq!(ids, vec![29999, 29998], "{output}");
+    fs::remove_file(queries.join("q2")).unwrap();
+    expect_errno(fs::remove_file(coll.join(".vexfs-insert")), libc::EPERM, "unlink of a special file");
+
+    // Everything the stream's fsync acknowledged survives kill -9.
+    mount.kill9().expect("kill -9");
+    let mount = Mount::start(&volume, &MountOptions::default()).expect("restart");
+    fs::write(&q, "{\"vector\": [20000, 20000, 20000, 20000, 20000, 20000, 20000, 20000], \"k\": 1}\n").unwrap();
+    let answer = fs::read_to_string(&q).unwrap();
+    assert!(answer.contains("\"id\":20000"), "{answer}");
+    mount.unmount().expect("clean unmount");
+    assert_fsck_clean(&volume, "after streamed inserts");
+}

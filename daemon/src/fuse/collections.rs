@@ -140,6 +140,9 @@ fn search<S: Storage>(vectors: &Vectors<S>, dir: u64, data: &[u8], range: bool) 
         )));
     }
     let (nq, k, dim) = (request.nq as usize, request.k as usize, record.dim as usize);
+    if k == 0 {
+        return Err(invalid("k = 0: ask for at least one result".to_owned()));
+    }
     let filter_bytes = (request.filter_len as usize).next_multiple_of(8);
     let need_in = filter_bytes + nq * dim * 4;
     let need_out = (nq * 4).next_multiple_of(8) + nq * k * size_of::<SearchResult>();
@@ -154,7 +157,7 @@ fn search<S: Storage>(vectors: &Vectors<S>, dir: u64, data: &[u8], range: bool) 
     } else {
         let text = std::str::from_utf8(&request.payload[..request.filter_len as usize])
             .map_err(|_| invalid("the filter is not UTF-8".to_owned()))?;
-        Some(Filter::parse(text).map_err(|e| invalid(format!("filter: {e}")))?)
+        Some(Filter::parse(text).map_err(|e| invalid(e.to_string()))?)
     };
     let queries = floats(&request.payload[filter_bytes..need_in]);
     let results = if range {

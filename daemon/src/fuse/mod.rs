@@ -11,7 +11,8 @@
 //! kernel cache invalidations; [`mount`] mounts and unmounts; [`uring`] is the FUSE-over-io_uring
 //! transport, which delivers the same header, argument struct and payload in ring buffers
 //! ([`request::Request::parse_split`]) and takes the same vectored replies. [`ops`] adapts
-//! requests to the engine, [`collections`] the collection ioctls and xattrs to the vector service.
+//! requests to the engine, [`collections`] the collection ioctls and xattrs to the vector service,
+//! [`special`] serves a collection's special files (insert stream, query files).
 //!
 //! Architecture invariant: the protocol layer (all but the engine adapter, `ops`) touches no
 //! on-disk bytes and no engine state, and the adapter decodes nothing itself: it receives
@@ -25,5 +26,6 @@ pub mod ops;
 pub mod reply;
 pub mod request;
 pub mod session;
+pub mod special;
 pub mod transport;
 pub mod uring;

@@ -15,6 +15,7 @@ use super::notify::Notifier;
 use super::reply::{DirBuf, FileAttr, FileType, Reply, StatFs};
 use super::request::{Operation, Request, SetAttr as FuseSetAttr, TimeOrNow, Timestamp};
 use super::session::{Handler, InitInfo};
+use super::special::{self, Special};
 use crate::engine::fs::{Creds, RenameFlags};
 use crate::engine::items::XattrMode;
 use crate::engine::{Attr, EngineError, EngineHandle, SetAttr, TimeSet};
@@ -40,6 +41,7 @@ const XATTR_REPLACE: u32 = 2;
 pub struct FuseDoor<S: Storage> {
     engine: EngineHandle<S>,
     vectors: Arc<Vectors<S>>,
+    special: Special,
     /// Set at INIT, before any request.
     notifier: OnceLock<Notifier>,
 }
@@ -47,7 +49,7 @@ pub struct FuseDoor<S: Storage> {
 impl<S: Storage> FuseDoor<S> {
     /// An adapter serving `engine` and its collections through `vectors`.
     pub fn new(engine: EngineHandle<S>, vectors: Arc<Vectors<S>>) -> FuseDoor<S> {
-        FuseDoor { engine, vectors, notifier: OnceLock::new() }
+        FuseDoor { engine, vectors, special: Special::default(), notifier: OnceLock::new() }
     }
 
     /// The collection parameters of `ino` as xattrs; empty when it is not a collection.
@@ -79,6 +81,11 @@ impl<S: Storage> FuseDoor<S> {
         Ok(out)
     }
 
+    /// Whether `name` in `dir` is one of a collection's special files.
+    fn special_name(&self, dir: u64, name: &[u8]) -> bool {
+        special::is_reserved(name) && matches!(self.vectors.record(dir), Ok(Some(_)))
+    }
+
     /// Removes a directory; a collection's in-memory state goes first.
     fn rmdir(&self, parent: u64, name: &[u8]) -> Result<(), EngineError> {
         if let Ok(child) = self.engine.lookup(parent, name) {
@@ -90,6 +97,7 @@ impl<S: Storage> FuseDoor<S> {
                     other => EngineError::Volume(other.to_string()),
                 })?;
                 self.vectors.forget(child.ino);
+                self.special.forget_collection(child.ino);
             }
         }
         self.engine.rmdir(parent, name)
@@ -251,10 +259,35 @@ impl<S: Storage> Handler for FuseDoor<S> {
         let e = &self.engine;
         let ino = req.nodeid;
         let creds = Creds { uid: req.uid, gid: req.gid };
+        if special::is_special(ino) {
+            return self.special.handle(&self.vectors, &req, reply);
+        }
+        // A collection's special names cannot be made into real files.
+        let taken = match req.op {
+            Operation::Create { name, .. }
+            | Operation::Mknod { name, .. }
+            | Operation::Mkdir { name, .. }
+            | Operation::Symlink { name, .. }
+            | Operation::Link { name, .. }
+            | Operation::Unlink { name }
+            | Operation::Rmdir { name } => self.special_name(ino, bytes(name)),
+            Operation::Rename { name, newdir, newname } | Operation::Rename2 { name, newdir, newname, .. } => {
+                self.special_name(ino, bytes(name)) || self.special_name(newdir, bytes(newname))
+            }
+            _ => false,
+        };
+        if taken {
+            return reply.error(libc::EPERM);
+        }
         match req.op {
+            Operation::Lookup { name } if self.special_name(ino, bytes(name)) => {
+                self.special.lookup_in_collection(ino, bytes(name), reply)
+            }
             Operation::Lookup { name } => answer(reply, e.lookup(ino, bytes(name)), entry),
             Operation::Forget { nlookup } => e.forget(ino, nlookup),
-            Operation::BatchForget { forgets } => forgets.iter().for_each(|f| e.forget(f.nodeid, f.nlookup)),
+            Operation::BatchForget { forgets } => {
+                forgets.iter().filter(|f| !special::is_special(f.nodeid)).for_each(|f| e.forget(f.nodeid, f.nlookup))
+            }
             Operation::Getattr { .. } => {
                 answer(reply, e.getattr(ino), |r, a| r.attr(&file_attr(a.ino, &a.record), TTL))
             }

@@ -195,7 +195,16 @@ struct Answered {
 /// that a queue thread keeps serving its CPU's other requests, and a streaming reader and the
 /// device work in parallel on different CPUs.
 fn hand_off(opcode: u32) -> bool {
-    matches!(opcode, abi::FUSE_READ | abi::FUSE_WRITE | abi::FUSE_FSYNC | abi::FUSE_FSYNCDIR | abi::FUSE_FALLOCATE)
+    matches!(
+        opcode,
+        abi::FUSE_READ
+            | abi::FUSE_WRITE
+            | abi::FUSE_FSYNC
+            | abi::FUSE_FSYNCDIR
+            | abi::FUSE_FALLOCATE
+            // Collection ioctls wait for the shard workers (a search scans whole shards).
+            | abi::FUSE_IOCTL
+    )
 }
 
 /// Answers handed-off requests until every queue has dropped its sender.

@@ -372,6 +372,24 @@ impl fmt::Debug for IoBuf {
     }
 }
 
+/// Asks the kernel to back the whole pages inside `region` with transparent huge pages, so that
+/// large in-memory tables (a shard's vectors) fault in 2 MiB at a time and cost fewer TLB
+/// entries. Only a preference: nothing changes where THP is off.
+pub fn advise_huge_pages<T>(region: &[T]) {
+    const PAGE: usize = 4096;
+    let start = region.as_ptr() as usize;
+    let end = start + std::mem::size_of_val(region);
+    let first = start.next_multiple_of(PAGE);
+    let last = end - end % PAGE;
+    if last <= first {
+        return;
+    }
+    // MADV_HUGEPAGE changes neither the contents nor the validity of the pages, only how the
+    // kernel backs them; the range lies inside the live allocation `region` points into.
+    // SAFETY: advice on whole pages of memory this process owns and keeps mapped.
+    let _ = unsafe { libc::madvise(first as *mut libc::c_void, last - first, libc::MADV_HUGEPAGE) };
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -64,7 +64,7 @@ pub mod sim;
 mod sys;
 pub mod uring;
 
-pub use arena::{Arena, ArenaStats, IoBuf};
+pub use arena::{advise_huge_pages, Arena, ArenaStats, IoBuf};
 pub use device::{Device, DeviceError, DeviceKind, DeviceOptions};
 pub use ring::{Completion, OpKind, Ring, RingFull, RING_ENTRIES_DEFAULT};
 pub use uring::UringStorage;

@@ -27,6 +27,9 @@ use super::VectorError;
 use crate::engine::EngineHandle;
 use crate::storage::Storage;
 
+/// How long a shard worker waits without work before it writes its pending records out.
+const FLUSH_IDLE: Duration = Duration::from_secs(1);
+
 /// The largest k a k-NN search accepts.
 pub const K_MAX: usize = 10_000;
 /// The most results a range search returns per query.
@@ -88,6 +91,14 @@ struct Counters {
     search_micros: AtomicU64,
 }
 
+/// One shard's part of an insert batch.
+#[derive(Default)]
+struct Part {
+    rows: Vec<u32>,
+    ids: Vec<u64>,
+    attrs: Vec<Attrs>,
+}
+
 /// An open collection.
 struct Open {
     record: CollectionRecord,
@@ -108,9 +119,10 @@ impl<S: Storage> Vectors<S> {
         let workers = (0..workers.max(1))
             .map(|index| {
                 let (jobs, queue) = unbounded::<Job>();
+                let engine = engine.clone();
                 let thread = std::thread::Builder::new()
                     .name(format!("vexfs-shard-{index}"))
-                    .spawn(move || worker_loop(queue))
+                    .spawn(move || worker_loop(queue, engine))
                     .expect("spawn a shard worker");
                 Worker { jobs, thread: Some(thread) }
             })
@@ -192,6 +204,7 @@ impl<S: Storage> Vectors<S> {
                 vectors[bad]
             )));
         }
+        // The one copy of the batch: the shard owners read their rows from it.
         let mut vectors = vectors.to_vec();
         if open.record.metric == Metric::Cosine {
             for (i, v) in vectors.chunks_exact_mut(dim).enumerate() {
@@ -215,32 +228,34 @@ impl<S: Storage> Vectors<S> {
                 (first..first + count as u64).collect()
             }
         };
-        // Split by shard, keeping each shard's part in batch order.
+        // Each shard's part: its rows of the shared batch (in batch order), ids and attributes.
         let shard_count = open.record.shards.len();
-        let mut parts: Vec<(Vec<u64>, Vec<f32>, Vec<Attrs>)> = vec![Default::default(); shard_count];
+        let mut parts: Vec<Part> = (0..shard_count).map(|_| Part::default()).collect();
         let mut attrs = attrs.into_iter();
-        for (i, &id) in ids.iter().enumerate() {
+        for (row, &id) in ids.iter().enumerate() {
             let part = &mut parts[(id % shard_count as u64) as usize];
-            part.0.push(id);
-            part.1.extend_from_slice(&vectors[i * dim..(i + 1) * dim]);
+            part.rows.push(row as u32);
+            part.ids.push(id);
             if let Some(a) = attrs.next() {
-                part.2.push(a);
+                part.attrs.push(a);
             }
         }
+        let batch = Arc::new(vectors);
         let engine = self.engine.clone();
-        self.on_shards(&open, parts.into_iter().map(Some).collect(), move |shard, part| {
-            let Some((ids, vectors, attrs)) = part else { return Ok(()) };
-            if ids.is_empty() {
+        let jobs = parts.into_iter().map(|part| (Arc::clone(&batch), part)).collect();
+        self.on_shards(&open, jobs, move |shard, (batch, part)| {
+            if part.ids.is_empty() {
                 return Ok(());
             }
-            let attrs = if attrs.iter().all(|a| a.is_empty()) { Vec::new() } else { attrs };
-            shard.insert(&ids, &vectors, attrs);
+            let attrs = if part.attrs.iter().all(|a| a.is_empty()) { Vec::new() } else { part.attrs };
+            shard.insert_rows(&part.ids, &batch, &part.rows, attrs);
             shard.compact();
             if shard.wants_flush() {
                 shard.flush(&engine)?;
             }
             Ok(())
         })?;
+        drop(batch);
         open.counters.inserts.fetch_add(count as u64, Ordering::Relaxed);
         Ok(ids)
     }
@@ -513,9 +528,22 @@ impl<S: Storage> Drop for Vectors<S> {
     }
 }
 
-fn worker_loop(queue: Receiver<Job>) {
+/// Runs jobs; when idle for [`FLUSH_IDLE`], writes its shards' pending records to their logs, so
+/// that acknowledged vectors nobody syncs still reach the device within the engine's commit
+/// interval after that, as unsynced file data does.
+fn worker_loop<S: Storage>(queue: Receiver<Job>, engine: EngineHandle<S>) {
     let mut owned = Owned::default();
-    for job in queue.iter() {
-        job(&mut owned);
+    loop {
+        match queue.recv_timeout(FLUSH_IDLE) {
+            Ok(job) => job(&mut owned),
+            Err(crossbeam_channel::RecvTimeoutError::Timeout) => {
+                for shard in owned.shards.values_mut() {
+                    if let Err(error) = shard.flush(&engine) {
+                        tracing::error!(%error, "writing a shard log in the background failed");
+                    }
+                }
+            }
+            Err(crossbeam_channel::RecvTimeoutError::Disconnected) => return,
+        }
     }
 }
