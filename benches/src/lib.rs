@@ -6,8 +6,9 @@
 
 pub mod engine;
 pub mod mount;
+pub mod vectors;
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 /// Sizes of one benchmark: `small` runs under `cargo test`, `large` is what `docs/BENCHMARKS.md`
@@ -118,4 +119,9 @@ pub fn have_program(program: &str) -> bool {
         .status()
         .map(|s| s.success())
         .unwrap_or(false)
+}
+
+/// The workspace root (the directory holding `benches/`).
+pub fn workspace_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("benches/ has a parent").to_path_buf()
 }

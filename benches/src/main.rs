@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use anyhow::Result;
 use clap::{Parser, Subcommand};
-use vexfs_benches::{checksums, engine, environment, mount, table};
+use vexfs_benches::{checksums, engine, environment, mount, table, vectors};
 
 #[derive(Parser)]
 #[command(name = "vexfs-bench", about = "VexFS benchmarks against fio and the host file system")]
@@ -31,6 +31,12 @@ enum Cmd {
         /// Directory holding `vexfs` and `vexfsd` (default: $VEXFS_BIN_DIR or target/release).
         #[arg(long)]
         bin_dir: Option<PathBuf>,
+    },
+    /// Vector collections: exact k-NN against FAISS IndexFlat, insert throughput, durable
+    /// inserts against fio (needs benches/setup.sh).
+    Vectors {
+        #[command(flatten)]
+        common: Common,
     },
 }
 
@@ -81,6 +87,26 @@ fn main() -> Result<()> {
             println!("{}, FUSE transport: {transport}\n", environment(&dir));
             print!("{}", table("host", &rows));
             println!("\n```\n{}```", checksums(&rows));
+        }
+        Cmd::Vectors { common: Common { small, dir, pairs } } => {
+            let mut config = vectors::Config::new(small, &dir);
+            config.pairs = pairs.max(1);
+            let (knn, durable, rates) = vectors::run(&config)?;
+            println!("`{command_line}`\n");
+            println!(
+                "{}, search kernels: {}\n",
+                environment(&dir),
+                vexfs_daemon::vector::search::kernels::simd_level()
+            );
+            print!("{}", table("FAISS", &knn));
+            println!();
+            print!("{}", table("fio", &durable));
+            println!();
+            println!("| workload | unit | VexFS (median) | target | met |\n|---|---|---:|---:|---|");
+            println!("{}", vectors::insert_line(&rates));
+            let mut all = knn;
+            all.extend(durable);
+            println!("\n```\n{}```", checksums(&all));
         }
     }
     Ok(())
