@@ -27,6 +27,9 @@ use super::VectorError;
 use crate::engine::EngineHandle;
 use crate::storage::Storage;
 
+/// Batch buffers kept for reuse.
+const SPARE_BUFFERS: usize = 4;
+
 /// How long a shard worker waits without work before it writes its pending records out.
 const FLUSH_IDLE: Duration = Duration::from_secs(1);
 
@@ -111,6 +114,8 @@ pub struct Vectors<S: Storage> {
     engine: EngineHandle<S>,
     workers: Vec<Worker>,
     open: Mutex<HashMap<u64, Arc<Open>>>,
+    /// Batch buffers to reuse (see `insert`).
+    spare: Mutex<Vec<Vec<f32>>>,
 }
 
 impl<S: Storage> Vectors<S> {
@@ -127,7 +132,7 @@ impl<S: Storage> Vectors<S> {
                 Worker { jobs, thread: Some(thread) }
             })
             .collect();
-        Vectors { engine, workers, open: Mutex::new(HashMap::new()) }
+        Vectors { engine, workers, open: Mutex::new(HashMap::new()), spare: Mutex::new(Vec::new()) }
     }
 
     pub fn engine(&self) -> &EngineHandle<S> {
@@ -204,8 +209,12 @@ impl<S: Storage> Vectors<S> {
                 vectors[bad]
             )));
         }
-        // The one copy of the batch: the shard owners read their rows from it.
-        let mut vectors = vectors.to_vec();
+        // The one copy of the batch: the shard owners read their rows from it. Its buffer is
+        // recycled, so steady inserts do not fault in fresh memory for every batch.
+        let mut owned = self.spare.lock().pop().unwrap_or_default();
+        owned.clear();
+        owned.extend_from_slice(vectors);
+        let mut vectors = owned;
         if open.record.metric == Metric::Cosine {
             for (i, v) in vectors.chunks_exact_mut(dim).enumerate() {
                 if !search::normalize(v) {
@@ -255,7 +264,12 @@ impl<S: Storage> Vectors<S> {
             }
             Ok(())
         })?;
-        drop(batch);
+        if let Ok(buffer) = Arc::try_unwrap(batch) {
+            let mut spare = self.spare.lock();
+            if spare.len() < SPARE_BUFFERS {
+                spare.push(buffer);
+            }
+        }
         open.counters.inserts.fetch_add(count as u64, Ordering::Relaxed);
         Ok(ids)
     }

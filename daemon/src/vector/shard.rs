@@ -9,7 +9,7 @@
 //!   marked dead, until then. `index` maps each live id to its row.
 //! - A shard is touched only by the worker thread that owns it (see [`super::service`]).
 
-use std::collections::HashMap;
+use rustc_hash::FxHashMap;
 
 use vexfs_format::collection::{
     decode_record, encode_delete, encode_insert, encoded_attrs_len, Attrs, LogBody, LogError, Metric,
@@ -51,7 +51,9 @@ pub struct Shard {
     /// Attributes per row; rows without any share the empty vector.
     attrs: Vec<Option<Box<Attrs>>>,
     live: Vec<bool>,
-    index: HashMap<u64, u32>,
+    /// Id to row. FxHash: ids are trusted integers, and SipHash's flooding resistance would
+    /// cost more than the rest of an insert.
+    index: FxHashMap<u64, u32>,
     dead: usize,
     next_seq: u64,
     /// Bytes of the log on the device.
@@ -74,7 +76,7 @@ impl Shard {
             sq_norms: Vec::new(),
             attrs: Vec::new(),
             live: Vec::new(),
-            index: HashMap::new(),
+            index: FxHashMap::default(),
             dead: 0,
             next_seq: 0,
             log_end: 0,
