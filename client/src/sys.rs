@@ -20,10 +20,11 @@ pub(crate) const fn ioc_size(cmd: u32) -> usize {
 /// error, and a shorter buffer would let the kernel write past it.
 pub(crate) fn ioctl(fd: BorrowedFd<'_>, cmd: u32, arg: &mut [u8]) -> io::Result<()> {
     assert_eq!(arg.len(), ioc_size(cmd), "ioctl {cmd:#x}: argument of {} bytes", arg.len());
-    // SAFETY: `fd` is a live descriptor (borrowed for the call). The kernel reads and writes at most
+    // `fd` is a live descriptor (borrowed for the call). The kernel reads and writes at most
     // `ioc_size(cmd)` bytes at `arg`'s pointer (the command is one of VexFS's restricted ioctls,
     // which carry no embedded pointers), and `arg` is a unique, writable borrow of exactly that many
     // bytes, asserted above; for a size of 0 the pointer is not dereferenced.
+    // SAFETY: as explained above, the kernel touches only `arg`'s bytes.
     let rc = unsafe { libc::ioctl(fd.as_raw_fd(), cmd as libc::Ioctl, arg.as_mut_ptr()) };
     if rc < 0 {
         return Err(io::Error::last_os_error());

@@ -306,17 +306,9 @@ impl<S: Storage> Vectors<S> {
         if k == 0 || k > K_MAX {
             return Err(VectorError::invalid(format!("k = {k} is not in 1..={K_MAX}")));
         }
-        let (open, queries) = self.prepare_queries(dir, queries)?;
-        let started = Instant::now();
-        let query_count = queries.len() / open.record.dim as usize;
-        let metric = open.record.metric;
-        let shared = Arc::new((queries, filter));
-        let parts = vec![Arc::clone(&shared); open.record.shards.len()];
-        let results =
-            self.on_shards(&open, parts, move |shard, job| Ok(shard.knn(metric, &job.0, k, job.1.as_ref())))?;
-        let merged = search::merge(results, k);
-        self.count_search(&open, query_count, started.elapsed());
-        Ok(merged)
+        self.search(dir, queries, filter, k, move |shard, metric, queries, filter| {
+            shard.knn(metric, queries, k, filter)
+        })
     }
 
     /// Every vector within `radius` of each query, nearest first, at most `limit` per query.
@@ -334,17 +326,34 @@ impl<S: Storage> Vectors<S> {
         if limit == 0 || limit > RANGE_LIMIT_MAX {
             return Err(VectorError::invalid(format!("limit {limit} is not in 1..={RANGE_LIMIT_MAX}")));
         }
+        self.search(dir, queries, filter, limit, move |shard, metric, queries, filter| {
+            shard.range(metric, queries, radius, filter, limit)
+        })
+    }
+
+    /// Runs `search` on every shard of `dir`'s collection at once and merges the answers into the
+    /// `keep` nearest per query.
+    fn search(
+        &self,
+        dir: u64,
+        queries: &[f32],
+        filter: Option<Filter>,
+        keep: usize,
+        search: impl Fn(&Shard, Metric, &[f32], Option<&Filter>) -> Vec<Vec<Neighbor>> + Send + Sync + 'static,
+    ) -> Result<Vec<Vec<Neighbor>>, VectorError> {
         let (open, queries) = self.prepare_queries(dir, queries)?;
         let started = Instant::now();
         let query_count = queries.len() / open.record.dim as usize;
         let metric = open.record.metric;
         let shared = Arc::new((queries, filter));
         let parts = vec![Arc::clone(&shared); open.record.shards.len()];
-        let results = self.on_shards(&open, parts, move |shard, job| {
-            Ok(shard.range(metric, &job.0, radius, job.1.as_ref(), limit))
-        })?;
-        let merged = search::merge(results, limit);
-        self.count_search(&open, query_count, started.elapsed());
+        let results =
+            self.on_shards(&open, parts, move |shard, job| Ok(search(shard, metric, &job.0, job.1.as_ref())))?;
+        let merged = search::merge(results, keep);
+        let c = &open.counters;
+        c.searches.fetch_add(1, Ordering::Relaxed);
+        c.queries.fetch_add(query_count as u64, Ordering::Relaxed);
+        c.search_micros.fetch_add(started.elapsed().as_micros() as u64, Ordering::Relaxed);
         Ok(merged)
     }
 
@@ -441,13 +450,6 @@ impl<S: Storage> Vectors<S> {
             }
         }
         Ok((open, queries))
-    }
-
-    fn count_search(&self, open: &Open, queries: usize, took: Duration) {
-        let c = &open.counters;
-        c.searches.fetch_add(1, Ordering::Relaxed);
-        c.queries.fetch_add(queries as u64, Ordering::Relaxed);
-        c.search_micros.fetch_add(took.as_micros() as u64, Ordering::Relaxed);
     }
 
     /// The open collection of `dir`, opening it (replaying its shard logs on their owners) on
