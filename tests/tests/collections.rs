@@ -208,7 +208,7 @@ fn large_batches_stream_through_the_insert_file_and_query_files_answer_in_json()
     let mount = Mount::start(&volume, &MountOptions::default()).expect("restart");
     fs::write(&q, "{\"vector\": [20000, 20000, 20000, 20000, 20000, 20000, 20000, 20000], \"k\": 1}\n").unwrap();
     let answer = fs::read_to_string(&q).unwrap();
-    assert!(answer.contains("\"id\":20000"), "{answer}");
+    assert!(answer.contains("\"id\": 20000"), "{answer}");
     mount.unmount().expect("clean unmount");
     assert_fsck_clean(&volume, "after streamed inserts");
 }

@@ -26,6 +26,7 @@ use super::reply::{DirBuf, FileAttr, FileType, Reply};
 use super::request::{Operation, Request, Timestamp};
 use crate::storage::Storage;
 use crate::vector::search::filter::Filter;
+use crate::vector::search::Neighbor;
 use crate::vector::{VectorError, Vectors};
 
 /// The insert stream's name in a collection.
@@ -484,23 +485,30 @@ fn parse_batch(bytes: &[u8]) -> Result<Option<(Batch, usize)>, String> {
     Ok(Some((Batch { ids, values }, len)))
 }
 
-/// Runs the JSON queries in `text` (one object per line) and returns their JSON-lines answers.
-/// A query that fails answers `{"query": i, "error": "..."}`.
+/// Runs the JSON queries in `text` (one object per line) and returns their JSON-lines answers,
+/// in the shape `vexfs search --json` prints: `{"query": i, "results": [{"id": .., "distance": ..}]}`
+/// (distances in their shortest exact float32 form). A query that fails answers
+/// `{"query": i, "error": "..."}`.
 fn run_queries<S: Storage>(vectors: &Vectors<S>, dir: u64, text: &[u8]) -> Vec<u8> {
-    let mut out = Vec::new();
+    let mut out = String::new();
     let text = String::from_utf8_lossy(text);
     for (index, line) in text.lines().filter(|l| !l.trim().is_empty()).enumerate() {
-        let answer = match run_query(vectors, dir, line) {
-            Ok(results) => serde_json::json!({ "query": index, "results": results }),
-            Err(message) => serde_json::json!({ "query": index, "error": message }),
-        };
-        out.extend_from_slice(answer.to_string().as_bytes());
-        out.push(b'\n');
+        match run_query(vectors, dir, line) {
+            Ok(results) => {
+                let hits: Vec<String> =
+                    results.iter().map(|n| format!("{{\"id\": {}, \"distance\": {}}}", n.id, n.distance)).collect();
+                out.push_str(&format!("{{\"query\": {index}, \"results\": [{}]}}\n", hits.join(", ")));
+            }
+            Err(message) => {
+                let message = serde_json::Value::String(message);
+                out.push_str(&format!("{{\"query\": {index}, \"error\": {message}}}\n"));
+            }
+        }
     }
-    out
+    out.into_bytes()
 }
 
-fn run_query<S: Storage>(vectors: &Vectors<S>, dir: u64, line: &str) -> Result<Vec<Value>, String> {
+fn run_query<S: Storage>(vectors: &Vectors<S>, dir: u64, line: &str) -> Result<Vec<Neighbor>, String> {
     let query: Value = serde_json::from_str(line).map_err(|e| format!("not a JSON object: {e}"))?;
     let object = query.as_object().ok_or("a query is a JSON object")?;
     let vector: Vec<f32> = object
@@ -527,11 +535,5 @@ fn run_query<S: Storage>(vectors: &Vectors<S>, dir: u64, line: &str) -> Result<V
         }
     }
     .map_err(|e| e.to_string())?;
-    Ok(found
-        .into_iter()
-        .next()
-        .unwrap_or_default()
-        .into_iter()
-        .map(|n| serde_json::json!({ "id": n.id, "distance": n.distance }))
-        .collect())
+    Ok(found.into_iter().next().unwrap_or_default())
 }
