@@ -6,38 +6,24 @@
 //! must find the image consistent, and after reopening (journal replay) every file as of the
 //! last fsync must read back exactly. A failure names its seed.
 
+mod common;
+
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
+use common::FixedClock;
 use vexfs_daemon::engine::fs::Creds;
-use vexfs_daemon::engine::{Clock, Engine, EngineHandle, EngineOptions};
+use vexfs_daemon::engine::{Engine, EngineHandle, EngineOptions};
 use vexfs_daemon::io::sim::SimStorage;
-use vexfs_format::inode::{Timestamp, ROOT_INO};
-use vexfs_format::mkfs::{plan, MkfsParams};
+use vexfs_format::inode::ROOT_INO;
 use vexfs_format::{BlockAddr, BLOCK_SIZE};
-
-struct FixedClock;
-
-impl Clock for FixedClock {
-    fn now(&self) -> Timestamp {
-        Timestamp { sec: 1_800_000_000, nsec: 0 }
-    }
-}
 
 const VOLUME_BYTES: u64 = 64 << 20;
 const CREDS: Creds = Creds { uid: 0, gid: 0 };
 
 fn fresh_image() -> Vec<u8> {
-    let params =
-        MkfsParams { size_bytes: VOLUME_BYTES, uuid: [9; 16], now: FixedClock.now(), label: "sim", uid: 0, gid: 0 };
-    let (_, blocks) = plan(&params).expect("mkfs plan");
-    let mut image = vec![0u8; VOLUME_BYTES as usize];
-    for (addr, block) in blocks {
-        let at = addr.byte_offset() as usize;
-        image[at..at + BLOCK_SIZE].copy_from_slice(&block);
-    }
-    image
+    common::fresh_image(VOLUME_BYTES, [9; 16], "sim")
 }
 
 fn open(image: Vec<u8>) -> (Arc<SimStorage>, Engine<Arc<SimStorage>>) {

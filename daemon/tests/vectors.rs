@@ -2,42 +2,27 @@
 //! search against a brute-force reference, persistence across reopen, crash images after sync,
 //! and bad input.
 
+mod common;
+
 use std::sync::Arc;
 use std::time::Duration;
 
+use common::FixedClock;
 use vexfs_daemon::engine::fs::Creds;
-use vexfs_daemon::engine::{Clock, Engine, EngineOptions};
+use vexfs_daemon::engine::{Engine, EngineOptions};
 use vexfs_daemon::io::sim::SimStorage;
 use vexfs_daemon::vector::search::filter::Filter;
 use vexfs_daemon::vector::search::{self, Neighbor};
 use vexfs_daemon::vector::{CollectionSpec, VectorError, Vectors};
 use vexfs_format::collection::{AttrValue, Attrs, Metric};
 use vexfs_format::fsck;
-use vexfs_format::inode::{Timestamp, ROOT_INO};
-use vexfs_format::mkfs::{plan, MkfsParams};
-use vexfs_format::BLOCK_SIZE;
-
-struct FixedClock;
-
-impl Clock for FixedClock {
-    fn now(&self) -> Timestamp {
-        Timestamp { sec: 1_800_000_000, nsec: 0 }
-    }
-}
+use vexfs_format::inode::ROOT_INO;
 
 const VOLUME_BYTES: u64 = 256 << 20;
 const CREDS: Creds = Creds { uid: 0, gid: 0 };
 
 fn fresh_image() -> Vec<u8> {
-    let params =
-        MkfsParams { size_bytes: VOLUME_BYTES, uuid: [7; 16], now: FixedClock.now(), label: "vec", uid: 0, gid: 0 };
-    let (_, blocks) = plan(&params).expect("mkfs plan");
-    let mut image = vec![0u8; VOLUME_BYTES as usize];
-    for (addr, block) in blocks {
-        let at = addr.byte_offset() as usize;
-        image[at..at + BLOCK_SIZE].copy_from_slice(&block);
-    }
-    image
+    common::fresh_image(VOLUME_BYTES, [7; 16], "vec")
 }
 
 struct Volume {
