@@ -10,8 +10,8 @@ use std::sync::OnceLock;
 use std::time::Duration;
 
 use vexfs_tests::{
-    assert_fsck_clean, expect_errno, require_root_and_fuse, run, sys, workspace_root, Mount, MountOptions, ScratchDir,
-    TestVolume, MIB,
+    assert_fsck_clean, expect_errno, fsck_with, require_root_and_fuse, run, sys, workspace_root, Mount, MountOptions,
+    ScratchDir, TestVolume, MIB,
 };
 
 /// The C program, compiled once per test run.
@@ -76,6 +76,13 @@ fn c_program_drives_the_ioctls_and_results_survive_remount() {
     assert_eq!(sys::getxattr(&coll, "user.note").unwrap(), b"hello");
     mount.unmount().expect("clean unmount");
     assert_fsck_clean(&volume, "with a collection");
+    // fsck counts what the shard logs hold: 150 vectors inserted (100 + 50), one delete.
+    let (code, json) = fsck_with(&volume, &["--json"]).expect("vexfs fsck --json");
+    let report: serde_json::Value = serde_json::from_str(json.trim()).expect("fsck JSON");
+    assert_eq!(code, 0, "{json}");
+    assert_eq!(report["collections"], 1, "{json}");
+    assert_eq!(report["log_vectors"], 150, "{json}");
+    assert_eq!(report["log_deletes"], 1, "{json}");
 }
 
 #[test]

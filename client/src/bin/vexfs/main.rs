@@ -217,6 +217,17 @@ fn print_report(device: &std::path::Path, report: &vexfs_format::fsck::Report) {
         s.free_blocks,
         s.block_count
     );
+    if s.collections > 0 {
+        println!(
+            "{}: {} collections: {} shard logs, {} log records ({} vectors inserted, {} deleted)",
+            device.display(),
+            s.collections,
+            s.shard_logs,
+            s.log_records,
+            s.log_vectors,
+            s.log_deletes
+        );
+    }
 }
 
 /// The report as one JSON object (`--json`), for scripts and tests.
@@ -241,6 +252,11 @@ fn report_json(report: &vexfs_format::fsck::Report) -> String {
         "free_blocks": s.free_blocks,
         "block_count": s.block_count,
         "journal_transactions": s.journal_transactions,
+        "collections": s.collections,
+        "shard_logs": s.shard_logs,
+        "log_records": s.log_records,
+        "log_vectors": s.log_vectors,
+        "log_deletes": s.log_deletes,
     })
     .to_string()
 }
