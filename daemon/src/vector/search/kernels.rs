@@ -280,7 +280,21 @@ mod tests {
     fn assert_close(kernel: Kernel, a: &[f32], b: &[f32]) {
         let got = f64::from(single(kernel, a, b));
         let want = reference(kernel, a, b);
-        let magnitude: f64 = a.iter().zip(b).map(|(&x, &y)| f64::from(x).abs() * f64::from(y).abs() + 1.0).sum();
+        // The rounding error of each kernel is bounded relative to the sum of the magnitudes of
+        // its terms: |x·y| for a dot product, (|x| + |y|)² and |x| + |y| for the differences.
+        let magnitude: f64 = a
+            .iter()
+            .zip(b)
+            .map(|(&x, &y)| {
+                let (x, y) = (f64::from(x).abs(), f64::from(y).abs());
+                let term = match kernel {
+                    Kernel::Dot => x * y,
+                    Kernel::L2Squared => (x + y) * (x + y),
+                    Kernel::L1 => x + y,
+                };
+                term + 1.0
+            })
+            .sum();
         let tolerance = 1e-5 * magnitude;
         assert!((got - want).abs() <= tolerance, "{kernel:?} len {}: {got} vs {want}", a.len());
     }
