@@ -12,7 +12,7 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use common::FixedClock;
+use common::{FixedClock, Rng};
 use vexfs_daemon::engine::fs::Creds;
 use vexfs_daemon::engine::{Engine, EngineHandle, EngineOptions};
 use vexfs_daemon::io::sim::SimStorage;
@@ -33,18 +33,7 @@ fn open(image: Vec<u8>) -> (Arc<SimStorage>, Engine<Arc<SimStorage>>) {
     (sim, engine)
 }
 
-/// SplitMix64: a tiny seeded generator, so a seed replays the same workload.
-struct Rng(u64);
-
 impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-        z ^ (z >> 31)
-    }
-
     fn below(&mut self, n: u64) -> u64 {
         self.next() % n
     }

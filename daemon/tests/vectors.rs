@@ -7,7 +7,7 @@ mod common;
 use std::sync::Arc;
 use std::time::Duration;
 
-use common::FixedClock;
+use common::{FixedClock, Rng};
 use vexfs_daemon::engine::fs::Creds;
 use vexfs_daemon::engine::{Engine, EngineOptions};
 use vexfs_daemon::io::sim::SimStorage;
@@ -75,18 +75,7 @@ fn check_clean(image: &[u8]) {
     assert!(report.is_clean(), "fsck: {:#?}", report.problems);
 }
 
-/// SplitMix64.
-struct Rng(u64);
-
 impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-        z ^ (z >> 31)
-    }
-
     fn float(&mut self) -> f32 {
         (self.next() >> 40) as f32 / (1u64 << 24) as f32 * 2.0 - 1.0
     }

@@ -25,3 +25,17 @@ pub fn fresh_image(size_bytes: u64, uuid: [u8; 16], label: &str) -> Vec<u8> {
     }
     image
 }
+
+/// SplitMix64: a tiny seeded generator, so a seed replays the same workload. Each test adds the
+/// draws it needs in its own `impl Rng`.
+pub struct Rng(pub u64);
+
+impl Rng {
+    pub fn next(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+        z ^ (z >> 31)
+    }
+}
