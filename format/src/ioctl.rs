@@ -98,6 +98,34 @@ pub struct Stats {
     pub embedder: [u8; 256],
 }
 
+/// The most results one text search ioctl returns.
+pub const TEXT_K_MAX: usize = 32;
+
+#[derive(Clone, FromBytes, IntoBytes, KnownLayout, Immutable)]
+#[repr(C)]
+pub struct TextSearch {
+    pub k: u32,
+    pub text_len: u32,
+    pub filter_len: u32,
+    pub count: u32,
+    pub reserved: [u64; 6],
+    pub payload: [u8; PAYLOAD],
+}
+
+#[derive(Clone, Copy, FromBytes, IntoBytes, KnownLayout, Immutable)]
+#[repr(C)]
+pub struct TextHit {
+    pub id: u64,
+    pub ino: u64,
+    pub start: u64,
+    pub end: u64,
+    pub distance: f32,
+    pub chunk: u32,
+    pub name_len: u16,
+    pub snippet_len: u16,
+    pub reserved: u32,
+}
+
 const MAGIC: u32 = 0x56;
 const WRITE: u32 = 1;
 const READ: u32 = 2;
@@ -114,6 +142,7 @@ pub const IOC_RANGE: u32 = ioc(READ | WRITE, 4, size_of::<Search>());
 pub const IOC_STATS: u32 = ioc(READ, 5, size_of::<Stats>());
 pub const IOC_DELETE: u32 = ioc(READ | WRITE, 6, size_of::<Delete>());
 pub const IOC_SYNC: u32 = ioc(0, 7, 0);
+pub const IOC_SEARCH_TEXT: u32 = ioc(READ | WRITE, 8, size_of::<TextSearch>());
 
 const _: () = assert!(size_of::<Create>() == 320);
 const _: () = assert!(size_of::<Insert>() == 16328);
@@ -121,6 +150,10 @@ const _: () = assert!(size_of::<Search>() == 16320);
 const _: () = assert!(size_of::<Delete>() == 16320);
 const _: () = assert!(size_of::<Stats>() == 456);
 const _: () = assert!(size_of::<SearchResult>() == 16);
+const _: () = assert!(size_of::<TextSearch>() == 16320);
+const _: () = assert!(size_of::<TextHit>() == 48);
+// The largest hits (255-byte name, 200-byte snippet, padding) fit TEXT_K_MAX to a payload.
+const _: () = assert!(TEXT_K_MAX * (48 + 256 + 200) <= PAYLOAD);
 
 /// The bytes of a NUL-padded fixed-size string field, up to the first NUL.
 pub fn c_str(field: &[u8]) -> &[u8] {
@@ -149,5 +182,6 @@ mod tests {
         assert_eq!(IOC_STATS, 0x81c8_5605);
         assert_eq!(IOC_DELETE, 0xffc0_5606);
         assert_eq!(IOC_SYNC, 0x5607);
+        assert_eq!(IOC_SEARCH_TEXT, 0xffc0_5608);
     }
 }

@@ -17,6 +17,16 @@
 
 #include "vexfs.h"
 
+/* The layouts and command numbers format/src/ioctl.rs mirrors. */
+_Static_assert(sizeof(struct vexfs_ioc_create) == 320, "create");
+_Static_assert(sizeof(struct vexfs_ioc_insert) == 16328, "insert");
+_Static_assert(sizeof(struct vexfs_ioc_search) == 16320, "search");
+_Static_assert(sizeof(struct vexfs_ioc_delete) == 16320, "delete");
+_Static_assert(sizeof(struct vexfs_ioc_stats) == 456, "stats");
+_Static_assert(sizeof(struct vexfs_ioc_text_search) == 16320, "text search");
+_Static_assert(sizeof(struct vexfs_text_hit) == 48, "text hit");
+_Static_assert(VEXFS_IOC_SEARCH_TEXT == 0xffc05608u, "text search command");
+
 #define DIM 8
 #define N_IDS 100      /* ids 0..99, vector i = (i, i, ..., i) */
 #define N_ASSIGNED 50  /* assigned ids, vectors (1000 + j, ...) */

@@ -806,6 +806,45 @@ pub fn run_vexfsd_expecting_refusal(device: &Path, dir: &Path, args: &[&str], ti
     }
 }
 
+// ---- the vexfs CLI -------------------------------------------------------------------------
+
+/// How long one `vexfs` command may run.
+pub const CLI_TIMEOUT: Duration = Duration::from_secs(120);
+
+/// A `vexfs` command line from paths, strings and numbers' text.
+#[macro_export]
+macro_rules! args {
+    ($($arg:expr),* $(,)?) => { [$(std::ffi::OsString::from($arg)),*] };
+}
+
+/// Runs `vexfs ARGS`; panics if it cannot run or if its output shows a panic.
+pub fn vexfs<S: AsRef<std::ffi::OsStr>>(args: &[S]) -> CmdOutput {
+    let mut cmd = Command::new(&binaries().expect("the vexfs binary").vexfs);
+    cmd.args(args);
+    let output = run(&mut cmd, CLI_TIMEOUT).expect("running vexfs");
+    assert_no_panic(&output.combined(), "vexfs");
+    output
+}
+
+/// Runs `vexfs ARGS` and requires exit 0 with nothing on stderr; returns stdout.
+pub fn vexfs_ok<S: AsRef<std::ffi::OsStr>>(args: &[S]) -> String {
+    let output = vexfs(args);
+    assert!(output.success() && output.stderr.is_empty(), "expected success:\n{output}");
+    output.stdout
+}
+
+/// Runs `vexfs ARGS`, requires exit 1 with `vexfs <command>: ` and every one of `needles` on
+/// stderr and nothing on stdout.
+pub fn vexfs_fails<S: AsRef<std::ffi::OsStr>>(args: &[S], command: &str, needles: &[&str]) {
+    let output = vexfs(args);
+    assert_eq!(output.code(), 1, "expected exit 1:\n{output}");
+    assert!(output.stdout.is_empty(), "printed results on failure:\n{output}");
+    assert!(output.stderr.starts_with(&format!("vexfs {command}: ")), "{output}");
+    for needle in needles {
+        assert!(output.stderr.contains(needle), "stderr lacks {needle:?}:\n{output}");
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -12,15 +12,11 @@
 //! (compared within a tolerance, so rounding in near-ties cannot fail the test). Without root or
 //! `/dev/fuse` the test prints SKIP.
 
-use std::ffi::OsStr;
 use std::fs;
 use std::path::Path;
-use std::process::Command;
-use std::time::Duration;
 
 use vexfs_tests::{
-    assert_fsck_clean, assert_no_panic, binaries, require_root_and_fuse, run, CmdOutput, Mount, MountOptions,
-    TestVolume, MIB,
+    args, assert_fsck_clean, require_root_and_fuse, vexfs_fails, vexfs_ok, Mount, MountOptions, TestVolume, MIB,
 };
 
 const DIM: usize = 32;
@@ -32,41 +28,6 @@ const EXACT_STRIDE: usize = 100;
 const K: usize = 10;
 /// Distances of the daemon (f32) and the oracle (f64) agree within this.
 const DISTANCE_TOLERANCE: f64 = 1e-4;
-const CLI_TIMEOUT: Duration = Duration::from_secs(120);
-
-/// A `vexfs` command line from paths, strings and numbers' text.
-macro_rules! args {
-    ($($arg:expr),* $(,)?) => { [$(std::ffi::OsString::from($arg)),*] };
-}
-
-/// Runs `vexfs ARGS`.
-fn vexfs<S: AsRef<OsStr>>(args: &[S]) -> CmdOutput {
-    let mut cmd = Command::new(&binaries().expect("the vexfs binary").vexfs);
-    cmd.args(args);
-    let output = run(&mut cmd, CLI_TIMEOUT).expect("running vexfs");
-    assert_no_panic(&output.combined(), "vexfs");
-    output
-}
-
-/// Runs `vexfs ARGS` and requires exit 0 with nothing on stderr; returns stdout.
-fn vexfs_ok<S: AsRef<OsStr>>(args: &[S]) -> String {
-    let output = vexfs(args);
-    assert!(output.success() && output.stderr.is_empty(), "expected success:\n{output}");
-    output.stdout
-}
-
-/// Runs `vexfs ARGS`, requires exit 1 with `vexfs <command>: ` and every one of `needles` on
-/// stderr and nothing on stdout.
-fn vexfs_fails<S: AsRef<OsStr>>(args: &[S], command: &str, needles: &[&str]) {
-    let output = vexfs(args);
-    assert_eq!(output.code(), 1, "expected exit 1:\n{output}");
-    assert!(output.stdout.is_empty(), "printed results on failure:\n{output}");
-    assert!(output.stderr.starts_with(&format!("vexfs {command}: ")), "{output}");
-    for needle in needles {
-        assert!(output.stderr.contains(needle), "stderr lacks {needle:?}:\n{output}");
-    }
-}
-
 /// A seeded xorshift64* generator: the same vectors on every run.
 struct Rng(u64);
 

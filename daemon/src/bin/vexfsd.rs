@@ -7,12 +7,14 @@ use std::time::Duration;
 
 use anyhow::{Context, Result};
 use clap::Parser;
+use vexfs_daemon::embed::{self, EmbedderSpec};
 use vexfs_daemon::engine::{Engine, EngineOptions, SystemClock, CACHE_BYTES_MIN};
 use vexfs_daemon::fuse::mount::{self, MountOptions};
 use vexfs_daemon::fuse::ops::FuseDoor;
 use vexfs_daemon::fuse::session::{Session, SessionConfig};
 use vexfs_daemon::fuse::uring;
 use vexfs_daemon::io::{Arena, Device, DeviceOptions, UringStorage};
+use vexfs_daemon::text::{TextOptions, Texts};
 use vexfs_daemon::vector::Vectors;
 
 #[derive(Parser, Debug)]
@@ -41,6 +43,14 @@ struct Args {
     /// (uring when the kernel has it enabled).
     #[arg(long, value_enum, default_value_t = FuseTransport::Auto)]
     fuse_transport: FuseTransport,
+    /// The embedder of text collections created without one: `builtin:all-minilm-l6-v2` (in
+    /// process, no network) or `ollama:http://HOST:PORT:MODEL` (an Ollama server's embeddings API).
+    #[arg(long, default_value = embed::SPEC_DEFAULT)]
+    embedder: String,
+    /// Directory of the builtin models, one subdirectory per model (scripts/setup.sh installs
+    /// all-MiniLM-L6-v2 there).
+    #[arg(long)]
+    models_dir: Option<PathBuf>,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
@@ -67,6 +77,14 @@ fn serve(args: &Args) -> Result<()> {
     if (args.cache_size as usize) < CACHE_BYTES_MIN {
         anyhow::bail!("--cache-size must be at least {} MiB", CACHE_BYTES_MIN >> 20);
     }
+    EmbedderSpec::parse(&args.embedder).context("--embedder")?;
+    let models_dir = match &args.models_dir {
+        Some(dir) if !dir.is_dir() => {
+            anyhow::bail!("--models-dir {}: no such directory", dir.display())
+        }
+        Some(dir) => dir.clone(),
+        None => PathBuf::from(embed::MODELS_DIR_DEFAULT),
+    };
     let threads = args.threads.unwrap_or_else(|| std::thread::available_parallelism().map_or(2, |n| n.get()).max(2));
     let uring = match args.fuse_transport {
         FuseTransport::Classic => false,
@@ -104,9 +122,13 @@ fn serve(args: &Args) -> Result<()> {
     let signals = watch_signals(&args.mount)?;
     let workers = std::thread::available_parallelism().map_or(1, |n| n.get());
     let vectors = Arc::new(Vectors::new(engine.handle(), workers));
-    let door = Arc::new(FuseDoor::new(engine.handle(), Arc::clone(&vectors)));
+    let text_options = TextOptions { models_dir, default_embedder: args.embedder.clone() };
+    let texts = Arc::new(Texts::new(Arc::clone(&vectors), text_options));
+    let door = Arc::new(FuseDoor::new(engine.handle(), Arc::clone(&texts)));
     let served = Session::run(fd, door, config);
     signals.close();
+    texts.stop();
+    drop(texts);
     drop(vectors);
     let closed = engine.close();
     served.context("FUSE session failed")?;

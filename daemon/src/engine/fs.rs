@@ -199,6 +199,15 @@ impl<S: Storage> EngineHandle<S> {
         })
     }
 
+    /// The inode `name` names in `parent`, without taking a reference (for background work that
+    /// only checks a name).
+    pub fn child(&self, parent: u64, name: &[u8]) -> Result<Option<u64>> {
+        if name.len() > NAME_MAX {
+            return Err(EngineError::NameTooLong);
+        }
+        self.shared.run(|tx| Ok(it::dir_lookup(tx, parent, name)?.map(|entry| entry.child)))
+    }
+
     /// The attributes of `ino`.
     pub fn getattr(&self, ino: u64) -> Result<Attr> {
         self.shared.run(|tx| Ok(Attr { ino, record: it::get_inode(tx, ino)? }))

@@ -3,13 +3,14 @@
 //! becomes one call to the vector service.
 
 use vexfs_format::collection::{CollectionRecord, Metric, TextParams};
-use vexfs_format::ioctl::{self, Create, Delete, Insert, Search, SearchResult, Stats};
+use vexfs_format::ioctl::{self, Create, Delete, Insert, Search, SearchResult, Stats, TextHit, TextSearch};
 use zerocopy::{FromBytes, FromZeros, IntoBytes};
 
 use crate::engine::EngineError;
 use crate::storage::Storage;
+use crate::text::{NewCollection, Texts};
 use crate::vector::search::filter::Filter;
-use crate::vector::{CollectionSpec, VectorError, Vectors};
+use crate::vector::{VectorError, Vectors};
 
 /// The prefix of the read-only parameter xattrs.
 pub const XATTR_PREFIX: &[u8] = b"user.vexfs.";
@@ -17,8 +18,6 @@ pub const XATTR_PREFIX: &[u8] = b"user.vexfs.";
 /// Default chunking of text collections: about a paragraph or two of prose, or a function.
 pub const CHUNK_BYTES_DEFAULT: u32 = 1000;
 pub const CHUNK_OVERLAP_DEFAULT: u32 = 100;
-/// The built-in embedder a text collection gets when none is named.
-pub const EMBEDDER_DEFAULT: &str = "builtin:all-minilm-l6-v2";
 
 /// An ioctl's outcome: the bytes to copy out, or an errno.
 pub type IoctlResult = Result<Vec<u8>, i32>;
@@ -27,6 +26,7 @@ fn fail(error: VectorError) -> i32 {
     let caller_error = match &error {
         VectorError::Invalid(_) | VectorError::NotCollection(_) => true,
         VectorError::Engine(e) => !matches!(e, EngineError::Io(_) | EngineError::Corrupt(_) | EngineError::Failed),
+        VectorError::Embed(e) => matches!(e, crate::embed::EmbedError::BadSpec { .. }),
         VectorError::Corrupt { .. } | VectorError::Closed => false,
     };
     if caller_error {
@@ -50,20 +50,22 @@ fn floats(bytes: &[u8]) -> Vec<f32> {
 }
 
 /// Answers a VexFS ioctl on directory `dir`; None when `cmd` is not one of ours.
-pub fn ioctl<S: Storage>(vectors: &Vectors<S>, dir: u64, cmd: u32, data: &[u8]) -> Option<IoctlResult> {
+pub fn ioctl<S: Storage>(texts: &Texts<S>, dir: u64, cmd: u32, data: &[u8]) -> Option<IoctlResult> {
+    let vectors = texts.vectors();
     Some(match cmd {
-        ioctl::IOC_CREATE => create(vectors, dir, data),
+        ioctl::IOC_CREATE => create(texts, dir, data),
         ioctl::IOC_INSERT => insert(vectors, dir, data),
         ioctl::IOC_KNN => search(vectors, dir, data, false),
         ioctl::IOC_RANGE => search(vectors, dir, data, true),
-        ioctl::IOC_STATS => stats(vectors, dir),
+        ioctl::IOC_STATS => stats(texts, dir),
+        ioctl::IOC_SEARCH_TEXT => search_text(texts, dir, data),
         ioctl::IOC_DELETE => delete(vectors, dir, data),
-        ioctl::IOC_SYNC => vectors.sync(dir).map(|()| Vec::new()).map_err(fail),
+        ioctl::IOC_SYNC => texts.sync(dir).map(|()| Vec::new()).map_err(fail),
         _ => return None,
     })
 }
 
-fn create<S: Storage>(vectors: &Vectors<S>, dir: u64, data: &[u8]) -> IoctlResult {
+fn create<S: Storage>(texts: &Texts<S>, dir: u64, data: &[u8]) -> IoctlResult {
     let request: Create = parse(data)?;
     let metric = u8::try_from(request.metric)
         .ok()
@@ -77,7 +79,8 @@ fn create<S: Storage>(vectors: &Vectors<S>, dir: u64, data: &[u8]) -> IoctlResul
             let embedder = std::str::from_utf8(ioctl::c_str(&request.embedder))
                 .map_err(|_| invalid("the embedder name is not UTF-8".to_owned()))?;
             Ok(TextParams {
-                embedder: if embedder.is_empty() { EMBEDDER_DEFAULT.to_owned() } else { embedder.to_owned() },
+                // Empty: the daemon's default embedder (`vexfsd --embedder`).
+                embedder: embedder.to_owned(),
                 chunk_bytes: if request.chunk_bytes == 0 { CHUNK_BYTES_DEFAULT } else { request.chunk_bytes },
                 chunk_overlap: if request.chunk_bytes == 0 && request.chunk_overlap == 0 {
                     CHUNK_OVERLAP_DEFAULT
@@ -87,8 +90,8 @@ fn create<S: Storage>(vectors: &Vectors<S>, dir: u64, data: &[u8]) -> IoctlResul
             })
         })
         .transpose()?;
-    let spec = CollectionSpec { dim: request.dim, metric, shards: request.shards, text };
-    vectors.create(dir, &spec).map(|_| Vec::new()).map_err(fail)
+    let new = NewCollection { dim: request.dim, metric, shards: request.shards, text };
+    texts.create(dir, &new).map(|_| Vec::new()).map_err(fail)
 }
 
 fn insert<S: Storage>(vectors: &Vectors<S>, dir: u64, data: &[u8]) -> IoctlResult {
@@ -179,6 +182,63 @@ fn search<S: Storage>(vectors: &Vectors<S>, dir: u64, data: &[u8], range: bool) 
     Ok(request.as_bytes().to_vec())
 }
 
+fn search_text<S: Storage>(texts: &Texts<S>, dir: u64, data: &[u8]) -> IoctlResult {
+    let mut request: TextSearch = parse(data)?;
+    let k = request.k as usize;
+    if k == 0 || k > ioctl::TEXT_K_MAX {
+        return Err(invalid(format!(
+            "k = {k} is not in 1..={} for one ioctl; use the query files for more",
+            ioctl::TEXT_K_MAX
+        )));
+    }
+    let (text_len, filter_len) = (request.text_len as usize, request.filter_len as usize);
+    let filter_at = text_len.next_multiple_of(8);
+    if text_len == 0 || filter_at + filter_len > ioctl::PAYLOAD {
+        return Err(invalid(format!(
+            "query text of {text_len} bytes and filter of {filter_len} do not fit the payload"
+        )));
+    }
+    let text = std::str::from_utf8(&request.payload[..text_len])
+        .map_err(|_| invalid("the query text is not UTF-8".to_owned()))?;
+    let filter = if filter_len == 0 {
+        None
+    } else {
+        let expr = std::str::from_utf8(&request.payload[filter_at..filter_at + filter_len])
+            .map_err(|_| invalid("the filter is not UTF-8".to_owned()))?;
+        Some(Filter::parse(expr).map_err(|e| invalid(e.to_string()))?)
+    };
+    let hits = texts.search(dir, text, k, filter).map_err(fail)?;
+    request.payload.fill(0);
+    request.count = 0;
+    let mut at = 0;
+    for hit in &hits {
+        let name = &hit.name[..hit.name.len().min(u16::MAX as usize)];
+        let snippet = hit.snippet.as_bytes();
+        let header = TextHit {
+            id: hit.id,
+            ino: hit.ino,
+            start: hit.start,
+            end: hit.end,
+            distance: hit.distance,
+            chunk: hit.chunk,
+            name_len: name.len() as u16,
+            snippet_len: snippet.len() as u16,
+            reserved: 0,
+        };
+        let len = (size_of::<TextHit>() + name.len() + snippet.len()).next_multiple_of(8);
+        if at + len > ioctl::PAYLOAD {
+            break;
+        }
+        let out = &mut request.payload[at..at + len];
+        out[..size_of::<TextHit>()].copy_from_slice(header.as_bytes());
+        out[size_of::<TextHit>()..][..name.len()].copy_from_slice(name);
+        out[size_of::<TextHit>() + name.len()..][..snippet.len()].copy_from_slice(snippet);
+        at += len;
+        request.count += 1;
+    }
+    Ok(request.as_bytes().to_vec())
+}
+
 fn delete<S: Storage>(vectors: &Vectors<S>, dir: u64, data: &[u8]) -> IoctlResult {
     let mut request: Delete = parse(data)?;
     let count = request.count as usize;
@@ -192,8 +252,8 @@ fn delete<S: Storage>(vectors: &Vectors<S>, dir: u64, data: &[u8]) -> IoctlResul
     Ok(request.as_bytes().to_vec())
 }
 
-fn stats<S: Storage>(vectors: &Vectors<S>, dir: u64) -> IoctlResult {
-    let s = vectors.stats(dir).map_err(fail)?;
+fn stats<S: Storage>(texts: &Texts<S>, dir: u64) -> IoctlResult {
+    let s = texts.vectors().stats(dir).map_err(fail)?;
     let mut out = Stats::new_zeroed();
     out.dim = s.dim;
     out.metric = s.metric as u32;
@@ -213,6 +273,12 @@ fn stats<S: Storage>(vectors: &Vectors<S>, dir: u64) -> IoctlResult {
     ioctl::set_c_str(&mut out.simd, s.simd);
     if let Some(text) = &s.text {
         ioctl::set_c_str(&mut out.embedder, &text.embedder);
+    }
+    if let Some(t) = texts.stats(dir) {
+        out.docs_queued = t.docs_queued;
+        out.docs_indexed = t.docs_indexed;
+        out.docs_skipped = t.docs_skipped;
+        out.chunks = t.chunks;
     }
     Ok(out.as_bytes().to_vec())
 }

@@ -20,6 +20,7 @@ use crate::engine::fs::{Creds, RenameFlags};
 use crate::engine::items::XattrMode;
 use crate::engine::{Attr, EngineError, EngineHandle, SetAttr, TimeSet};
 use crate::storage::Storage;
+use crate::text::Texts;
 use crate::vector::Vectors;
 
 /// How long the kernel may cache entries and attributes without asking again. The daemon owns the
@@ -40,21 +41,26 @@ const XATTR_REPLACE: u32 = 2;
 /// The FUSE adapter over one engine.
 pub struct FuseDoor<S: Storage> {
     engine: EngineHandle<S>,
-    vectors: Arc<Vectors<S>>,
+    texts: Arc<Texts<S>>,
     special: Special,
     /// Set at INIT, before any request.
     notifier: OnceLock<Notifier>,
 }
 
 impl<S: Storage> FuseDoor<S> {
-    /// An adapter serving `engine` and its collections through `vectors`.
-    pub fn new(engine: EngineHandle<S>, vectors: Arc<Vectors<S>>) -> FuseDoor<S> {
-        FuseDoor { engine, vectors, special: Special::default(), notifier: OnceLock::new() }
+    /// An adapter serving `engine`, and its collections through `texts` (which holds the vector
+    /// service).
+    pub fn new(engine: EngineHandle<S>, texts: Arc<Texts<S>>) -> FuseDoor<S> {
+        FuseDoor { engine, texts, special: Special::default(), notifier: OnceLock::new() }
+    }
+
+    fn vectors(&self) -> &Vectors<S> {
+        self.texts.vectors()
     }
 
     /// The collection parameters of `ino` as xattrs; empty when it is not a collection.
     fn collection_xattrs(&self, ino: u64) -> Result<collections::XattrList, EngineError> {
-        match self.vectors.record(ino) {
+        match self.vectors().record(ino) {
             Ok(Some(record)) => Ok(collections::xattrs(&record)),
             Ok(None) => Ok(Vec::new()),
             Err(crate::vector::VectorError::Engine(e)) => Err(e),
@@ -83,20 +89,21 @@ impl<S: Storage> FuseDoor<S> {
 
     /// Whether `name` in `dir` is one of a collection's special files.
     fn special_name(&self, dir: u64, name: &[u8]) -> bool {
-        special::is_reserved(name) && matches!(self.vectors.record(dir), Ok(Some(_)))
+        special::is_reserved(name) && matches!(self.vectors().record(dir), Ok(Some(_)))
     }
 
     /// Removes a directory; a collection's in-memory state goes first.
     fn rmdir(&self, parent: u64, name: &[u8]) -> Result<(), EngineError> {
         if let Ok(child) = self.engine.lookup(parent, name) {
             self.engine.forget(child.ino, 1);
-            if matches!(self.vectors.record(child.ino), Ok(Some(_))) {
+            if matches!(self.vectors().record(child.ino), Ok(Some(_))) {
                 // Written out first, so that nothing acknowledged is lost if the rmdir fails.
-                self.vectors.flush(child.ino).map_err(|e| match e {
+                self.vectors().flush(child.ino).map_err(|e| match e {
                     crate::vector::VectorError::Engine(e) => e,
                     other => EngineError::Volume(other.to_string()),
                 })?;
-                self.vectors.forget(child.ino);
+                self.texts.forget(child.ino);
+                self.vectors().forget(child.ino);
                 self.special.forget_collection(child.ino);
             }
         }
@@ -213,6 +220,23 @@ impl<S: Storage> FuseDoor<S> {
         });
     }
 
+    /// After a rename: the text collections on either side compare their documents again.
+    fn renamed(&self, result: &Result<(), EngineError>, dir: u64, newdir: u64) {
+        if result.is_ok() {
+            self.texts.dir_changed(dir);
+            if newdir != dir {
+                self.texts.dir_changed(newdir);
+            }
+        }
+    }
+
+    fn doc_fsync(&self, ino: u64) -> Result<(), EngineError> {
+        self.texts.fsync(ino).map_err(|e| match e {
+            crate::vector::VectorError::Engine(e) => e,
+            other => EngineError::Volume(other.to_string()),
+        })
+    }
+
     fn notify(&self, send: impl FnOnce(&Notifier)) {
         if let Some(notifier) = self.notifier.get() {
             send(notifier);
@@ -260,7 +284,7 @@ impl<S: Storage> Handler for FuseDoor<S> {
         let ino = req.nodeid;
         let creds = Creds { uid: req.uid, gid: req.gid };
         if special::is_special(ino) {
-            return self.special.handle(&self.vectors, &req, reply);
+            return self.special.handle(&self.texts, &req, reply);
         }
         // A collection's special names cannot be made into real files.
         let taken = match req.op {
@@ -283,7 +307,11 @@ impl<S: Storage> Handler for FuseDoor<S> {
             Operation::Lookup { name } if self.special_name(ino, bytes(name)) => {
                 self.special.lookup_in_collection(ino, bytes(name), reply)
             }
-            Operation::Lookup { name } => answer(reply, e.lookup(ino, bytes(name)), entry),
+            Operation::Lookup { name } => {
+                // Opens a text collection before any of its documents can be opened.
+                self.texts.is_text(ino);
+                answer(reply, e.lookup(ino, bytes(name)), entry)
+            }
             Operation::Forget { nlookup } => e.forget(ino, nlookup),
             Operation::BatchForget { forgets } => {
                 forgets.iter().filter(|f| !special::is_special(f.nodeid)).for_each(|f| e.forget(f.nodeid, f.nlookup))
@@ -298,6 +326,9 @@ impl<S: Storage> Handler for FuseDoor<S> {
                     }
                     e.setattr(ino, &setattr(change))
                 })();
+                if change.size.is_some() {
+                    self.texts.file_changed(ino);
+                }
                 answer(reply, result, |r, a| r.attr(&file_attr(a.ino, &a.record), TTL));
             }
             Operation::Readlink => answer(reply, e.readlink(ino), |r, target| r.data(&target)),
@@ -305,15 +336,25 @@ impl<S: Storage> Handler for FuseDoor<S> {
                 answer(reply, e.symlink(ino, bytes(name), bytes(target), creds), entry)
             }
             Operation::Mknod { name, mode, rdev, .. } => {
-                answer(reply, e.mknod(ino, bytes(name), mode, rdev, creds), entry)
+                let result = e.mknod(ino, bytes(name), mode, rdev, creds);
+                if let Ok(a) = &result {
+                    self.texts.entry_added(ino, a.ino, bytes(name));
+                }
+                answer(reply, result, entry)
             }
             Operation::Mkdir { name, mode, .. } => answer(reply, e.mkdir(ino, bytes(name), mode, creds), entry),
-            Operation::Unlink { name } => answer(reply, e.unlink(ino, bytes(name)), |r, ()| r.ok()),
+            Operation::Unlink { name } => {
+                let result = e.unlink(ino, bytes(name));
+                if result.is_ok() {
+                    self.texts.dir_changed(ino);
+                }
+                answer(reply, result, |r, ()| r.ok())
+            }
             Operation::Rmdir { name } => answer(reply, self.rmdir(ino, bytes(name)), |r, ()| r.ok()),
             Operation::Rename { name, newdir, newname } => {
-                answer(reply, e.rename(ino, bytes(name), newdir, bytes(newname), RenameFlags::default()), |r, ()| {
-                    r.ok()
-                })
+                let result = e.rename(ino, bytes(name), newdir, bytes(newname), RenameFlags::default());
+                self.renamed(&result, ino, newdir);
+                answer(reply, result, |r, ()| r.ok())
             }
             Operation::Rename2 { name, newdir, newname, flags } => {
                 if flags & !(RENAME_NOREPLACE | RENAME_EXCHANGE) != 0 {
@@ -321,9 +362,17 @@ impl<S: Storage> Handler for FuseDoor<S> {
                 }
                 let flags =
                     RenameFlags { noreplace: flags & RENAME_NOREPLACE != 0, exchange: flags & RENAME_EXCHANGE != 0 };
-                answer(reply, e.rename(ino, bytes(name), newdir, bytes(newname), flags), |r, ()| r.ok());
+                let result = e.rename(ino, bytes(name), newdir, bytes(newname), flags);
+                self.renamed(&result, ino, newdir);
+                answer(reply, result, |r, ()| r.ok());
             }
-            Operation::Link { ino: target, name } => answer(reply, e.link(target, ino, bytes(name)), entry),
+            Operation::Link { ino: target, name } => {
+                let result = e.link(target, ino, bytes(name));
+                if result.is_ok() {
+                    self.texts.entry_added(ino, target, bytes(name));
+                }
+                answer(reply, result, entry)
+            }
             Operation::Open { flags, kill_suidgid } => {
                 let result = (|| {
                     if kill_suidgid {
@@ -336,6 +385,9 @@ impl<S: Storage> Handler for FuseDoor<S> {
             Operation::Create { name, flags, mode, .. } => {
                 let result = e.mknod(ino, bytes(name), libc::S_IFREG | (mode & 0o7777), 0, creds);
                 let _ = flags;
+                if let Ok(a) = &result {
+                    self.texts.entry_added(ino, a.ino, bytes(name));
+                }
                 answer(reply, result, |r, a| {
                     r.create(&file_attr(a.ino, &a.record), a.record.generation, TTL, TTL, 0, FOPEN_KEEP_CACHE)
                 });
@@ -356,7 +408,8 @@ impl<S: Storage> Handler for FuseDoor<S> {
                     frsize: s.block_size,
                 })
             }),
-            Operation::Fsync { .. } => answer(reply, e.sync(), |r, ()| {
+            // A document's fsync also waits until it is searchable, and makes its vectors durable.
+            Operation::Fsync { .. } => answer(reply, e.sync().and_then(|()| self.doc_fsync(ino)), |r, ()| {
                 // The file is open, so its inode is not being evicted: safe to send now, and
                 // `stat` after `fsync` then sees the block count of everything written back.
                 self.notify(|n| n.inval_attrs(ino));
@@ -374,7 +427,11 @@ impl<S: Storage> Handler for FuseDoor<S> {
                     // Collection parameters are read-only; the prefix is reserved everywhere.
                     return reply.error(libc::EPERM);
                 }
-                answer(reply, e.setxattr(ino, bytes(name), value, mode), |r, ()| r.ok());
+                let result = e.setxattr(ino, bytes(name), value, mode);
+                if result.is_ok() {
+                    self.texts.file_changed(ino);
+                }
+                answer(reply, result, |r, ()| r.ok());
             }
             Operation::Getxattr { name, size } => self.xattr(reply, size, self.getxattr(ino, bytes(name))),
             Operation::Listxattr { size } => self.xattr(reply, size, self.listxattr(ino)),
@@ -382,15 +439,30 @@ impl<S: Storage> Handler for FuseDoor<S> {
                 if bytes(name).starts_with(collections::XATTR_PREFIX) {
                     return reply.error(libc::EPERM);
                 }
-                answer(reply, e.removexattr(ino, bytes(name)), |r, ()| r.ok())
+                let result = e.removexattr(ino, bytes(name));
+                if result.is_ok() {
+                    self.texts.file_changed(ino);
+                }
+                answer(reply, result, |r, ()| r.ok())
             }
             Operation::Opendir { .. } => answer(reply, e.getattr(ino), |r, _| r.open(0, 0)),
             Operation::Readdir { offset, size, .. } => self.readdir(ino, offset, size, false, reply),
-            Operation::Readdirplus { offset, size, .. } => self.readdir(ino, offset, size, true, reply),
+            Operation::Readdirplus { offset, size, .. } => {
+                // Entries listed with attributes can be opened without a LOOKUP.
+                self.texts.is_text(ino);
+                self.readdir(ino, offset, size, true, reply)
+            }
             // Nothing to do at close (no locks, no buffered state): ENOSYS makes the kernel stop
             // sending FLUSH, one round trip less per close.
             Operation::Flush { .. } => reply.error(libc::ENOSYS),
-            Operation::Release { .. } | Operation::Releasedir { .. } | Operation::Access { .. } => reply.ok(),
+            Operation::Release { flags, .. } => {
+                // A writer closing a document: index what it wrote (in the background).
+                if flags & libc::O_ACCMODE as u32 != libc::O_RDONLY as u32 {
+                    self.texts.file_changed(ino);
+                }
+                reply.ok()
+            }
+            Operation::Releasedir { .. } | Operation::Access { .. } => reply.ok(),
             Operation::Fallocate { offset, length, mode, .. } => {
                 answer(reply, e.fallocate(ino, offset, length, mode), |r, ()| {
                     self.notify(|n| n.inval_attrs(ino));
@@ -402,7 +474,7 @@ impl<S: Storage> Handler for FuseDoor<S> {
                 _ => reply.error(libc::EINVAL),
             },
             Operation::Interrupt { .. } => {}
-            Operation::Ioctl { cmd, data, out_size, .. } => match collections::ioctl(&self.vectors, ino, cmd, data) {
+            Operation::Ioctl { cmd, data, out_size, .. } => match collections::ioctl(&self.texts, ino, cmd, data) {
                 Some(Ok(out)) => reply.ioctl(0, &out[..out.len().min(out_size as usize)]),
                 Some(Err(errno)) => reply.error(errno),
                 None => reply.error(libc::ENOTTY),
@@ -412,7 +484,9 @@ impl<S: Storage> Handler for FuseDoor<S> {
     }
 
     fn destroy(&self) {
-        if let Err(error) = self.vectors.flush_all() {
+        // Documents still queued are indexed when their collection is next opened.
+        self.texts.stop();
+        if let Err(error) = self.vectors().flush_all() {
             tracing::error!(%error, "writing collections' pending vectors at unmount failed");
         }
         if let Err(error) = self.engine.sync() {

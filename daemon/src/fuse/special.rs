@@ -25,6 +25,7 @@ use serde_json::Value;
 use super::reply::{DirBuf, FileAttr, FileType, Reply};
 use super::request::{Operation, Request, Timestamp};
 use crate::storage::Storage;
+use crate::text::{TextHit, Texts};
 use crate::vector::search::filter::Filter;
 use crate::vector::search::Neighbor;
 use crate::vector::{VectorError, Vectors};
@@ -168,7 +169,8 @@ impl Special {
     }
 
     /// Answers a request on a special node.
-    pub fn handle<S: Storage>(&self, vectors: &Vectors<S>, req: &Request<'_>, reply: Reply<'_>) {
+    pub fn handle<S: Storage>(&self, texts: &Texts<S>, req: &Request<'_>, reply: Reply<'_>) {
+        let vectors = texts.vectors();
         let id = req.nodeid;
         let Some(node) = self.table.lock().nodes.get(&id).cloned() else {
             return reply.error(libc::ESTALE);
@@ -263,7 +265,7 @@ impl Special {
                 let results = match text {
                     Ok(results) => results,
                     Err(text) => {
-                        let results = run_queries(vectors, *dir, &text);
+                        let results = run_queries(texts, *dir, &text);
                         let mut table = self.table.lock();
                         let file = table.queries.entry(id).or_default();
                         file.results = Some(results.clone());
@@ -487,20 +489,35 @@ fn parse_batch(bytes: &[u8]) -> Result<Option<(Batch, usize)>, String> {
 
 /// Runs the JSON queries in `text` (one object per line) and returns their JSON-lines answers,
 /// in the shape `vexfs search --json` prints: `{"query": i, "results": [{"id": .., "distance": ..}]}`
-/// (distances in their shortest exact float32 form). A query that fails answers
+/// (distances in their shortest exact float32 form); a text query's results add `path` (the
+/// document's name in the collection), `chunk` and `snippet`. A query that fails answers
 /// `{"query": i, "error": "..."}`.
-fn run_queries<S: Storage>(vectors: &Vectors<S>, dir: u64, text: &[u8]) -> Vec<u8> {
+fn run_queries<S: Storage>(texts: &Texts<S>, dir: u64, text: &[u8]) -> Vec<u8> {
     let mut out = String::new();
     let text = String::from_utf8_lossy(text);
     for (index, line) in text.lines().filter(|l| !l.trim().is_empty()).enumerate() {
-        match run_query(vectors, dir, line) {
-            Ok(results) => {
+        match run_query(texts, dir, line) {
+            Ok(Found::Vectors(results)) => {
                 let hits: Vec<String> =
                     results.iter().map(|n| format!("{{\"id\": {}, \"distance\": {}}}", n.id, n.distance)).collect();
                 out.push_str(&format!("{{\"query\": {index}, \"results\": [{}]}}\n", hits.join(", ")));
             }
+            Ok(Found::Text(results)) => {
+                let hits: Vec<String> = results
+                    .iter()
+                    .map(|h| {
+                        let path = Value::String(String::from_utf8_lossy(&h.name).into_owned());
+                        let snippet = Value::String(h.snippet.clone());
+                        format!(
+                            "{{\"id\": {}, \"distance\": {}, \"path\": {path}, \"chunk\": {}, \"snippet\": {snippet}}}",
+                            h.id, h.distance, h.chunk
+                        )
+                    })
+                    .collect();
+                out.push_str(&format!("{{\"query\": {index}, \"results\": [{}]}}\n", hits.join(", ")));
+            }
             Err(message) => {
-                let message = serde_json::Value::String(message);
+                let message = Value::String(message);
                 out.push_str(&format!("{{\"query\": {index}, \"error\": {message}}}\n"));
             }
         }
@@ -508,32 +525,47 @@ fn run_queries<S: Storage>(vectors: &Vectors<S>, dir: u64, text: &[u8]) -> Vec<u
     out.into_bytes()
 }
 
-fn run_query<S: Storage>(vectors: &Vectors<S>, dir: u64, line: &str) -> Result<Vec<Neighbor>, String> {
+enum Found {
+    Vectors(Vec<Neighbor>),
+    Text(Vec<TextHit>),
+}
+
+fn run_query<S: Storage>(texts: &Texts<S>, dir: u64, line: &str) -> Result<Found, String> {
+    let vectors = texts.vectors();
     let query: Value = serde_json::from_str(line).map_err(|e| format!("not a JSON object: {e}"))?;
     let object = query.as_object().ok_or("a query is a JSON object")?;
-    let vector: Vec<f32> = object
-        .get("vector")
-        .and_then(Value::as_array)
-        .ok_or("the query has no \"vector\" array")?
-        .iter()
-        .map(|v| v.as_f64().map(|f| f as f32).ok_or("\"vector\" holds a non-number"))
-        .collect::<Result<_, _>>()?;
     let filter = match object.get("filter") {
         None | Some(Value::Null) => None,
         Some(Value::String(text)) => Some(Filter::parse(text).map_err(|e| e.to_string())?),
         Some(_) => return Err("\"filter\" is a string".to_owned()),
     };
     let number = |key: &str| object.get(key).and_then(Value::as_f64);
+    let k = number("k").unwrap_or(10.0) as usize;
+    match (object.get("text"), object.get("vector")) {
+        (Some(_), Some(_)) => return Err("a query has a \"vector\" or a \"text\", not both".to_owned()),
+        (Some(Value::String(text)), None) => {
+            if object.contains_key("radius") {
+                return Err("a text query is a k-NN search: \"radius\" applies to vectors only".to_owned());
+            }
+            return texts.search(dir, text, k, filter).map(Found::Text).map_err(|e| e.to_string());
+        }
+        (Some(_), None) => return Err("\"text\" is a string".to_owned()),
+        (None, _) => {}
+    }
+    let vector: Vec<f32> = object
+        .get("vector")
+        .and_then(Value::as_array)
+        .ok_or("the query has no \"vector\" array (or \"text\" string)")?
+        .iter()
+        .map(|v| v.as_f64().map(|f| f as f32).ok_or("\"vector\" holds a non-number"))
+        .collect::<Result<_, _>>()?;
     let found = match number("radius") {
         Some(radius) => {
             let limit = number("limit").unwrap_or(1000.0) as usize;
             vectors.range(dir, &vector, radius as f32, filter, limit)
         }
-        None => {
-            let k = number("k").unwrap_or(10.0) as usize;
-            vectors.knn(dir, &vector, k, filter)
-        }
+        None => vectors.knn(dir, &vector, k, filter),
     }
     .map_err(|e| e.to_string())?;
-    Ok(found.into_iter().next().unwrap_or_default())
+    Ok(Found::Vectors(found.into_iter().next().unwrap_or_default()))
 }

@@ -25,6 +25,9 @@ pub enum VectorError {
     Corrupt { shard: u64, offset: u64, reason: String },
     #[error("the vector service is shutting down")]
     Closed,
+    /// A text collection's embedder could not be loaded or failed.
+    #[error(transparent)]
+    Embed(#[from] crate::embed::EmbedError),
     #[error(transparent)]
     Engine(#[from] EngineError),
 }
@@ -41,6 +44,7 @@ impl VectorError {
             VectorError::NotCollection(_) => libc::ENOTTY,
             VectorError::Corrupt { .. } => libc::EIO,
             VectorError::Closed => libc::ESHUTDOWN,
+            VectorError::Embed(e) => e.errno(),
             VectorError::Engine(e) => e.errno(),
         }
     }

@@ -18,7 +18,7 @@ use std::time::{Duration, Instant};
 use crossbeam_channel::{bounded, unbounded, Receiver, Sender};
 use parking_lot::Mutex;
 use vexfs_format::collection::{
-    validate_attrs, Attrs, CollectionRecord, ElemType, Metric, TextParams, DIM_MAX, SHARDS_MAX,
+    validate_attrs, AttrValue, Attrs, CollectionRecord, ElemType, Metric, TextParams, DIM_MAX, SHARDS_MAX,
 };
 
 use super::search::{self, filter::Filter, Neighbor};
@@ -173,7 +173,8 @@ impl<S: Storage> Vectors<S> {
 
     /// Inserts vectors (`vectors.len() / dim` of them) with the given ids, or assigned ones when
     /// `ids` is None, and optional attributes (empty, or one entry per vector). Returns the ids.
-    /// Acknowledged in memory; durable after [`Vectors::sync`].
+    /// Acknowledged in memory; durable after [`Vectors::sync`]. A text collection's vectors come
+    /// from its documents only ([`crate::text`]), so callers cannot insert into one.
     pub fn insert(
         &self,
         dir: u64,
@@ -182,6 +183,35 @@ impl<S: Storage> Vectors<S> {
         attrs: Vec<Attrs>,
     ) -> Result<Vec<u64>, VectorError> {
         let open = self.open(dir)?;
+        if open.record.text.is_some() {
+            return Err(VectorError::invalid(
+                "this is a text collection: its vectors come from the documents written into it",
+            ));
+        }
+        self.insert_open(&open, ids, vectors, attrs, false)
+    }
+
+    /// Inserts a document's chunk vectors into a text collection; their attributes may use the
+    /// reserved `vexfs.` keys.
+    pub(crate) fn insert_chunks(
+        &self,
+        dir: u64,
+        ids: &[u64],
+        vectors: &[f32],
+        attrs: Vec<Attrs>,
+    ) -> Result<Vec<u64>, VectorError> {
+        let open = self.open(dir)?;
+        self.insert_open(&open, Some(ids), vectors, attrs, true)
+    }
+
+    fn insert_open(
+        &self,
+        open: &Arc<Open>,
+        ids: Option<&[u64]>,
+        vectors: &[f32],
+        attrs: Vec<Attrs>,
+        reserved_keys: bool,
+    ) -> Result<Vec<u64>, VectorError> {
         let dim = open.record.dim as usize;
         if vectors.is_empty() || !vectors.len().is_multiple_of(dim) {
             return Err(VectorError::invalid(format!(
@@ -199,7 +229,8 @@ impl<S: Storage> Vectors<S> {
             return Err(VectorError::invalid(format!("{} attribute sets for {count} vectors", attrs.len())));
         }
         for (i, a) in attrs.iter().enumerate() {
-            validate_attrs(a, false).map_err(|e| VectorError::invalid(format!("vector {i}: attributes: {e}")))?;
+            validate_attrs(a, reserved_keys)
+                .map_err(|e| VectorError::invalid(format!("vector {i}: attributes: {e}")))?;
         }
         if let Some(bad) = vectors.iter().position(|v| !v.is_finite()) {
             return Err(VectorError::invalid(format!(
@@ -252,7 +283,7 @@ impl<S: Storage> Vectors<S> {
         let batch = Arc::new(vectors);
         let engine = self.engine.clone();
         let jobs = parts.into_iter().map(|part| (Arc::clone(&batch), part)).collect();
-        self.on_shards(&open, jobs, move |shard, (batch, part)| {
+        self.on_shards(open, jobs, move |shard, (batch, part)| {
             if part.ids.is_empty() {
                 return Ok(());
             }
@@ -371,6 +402,32 @@ impl<S: Storage> Vectors<S> {
         let parts = vec![(); open.record.shards.len()];
         self.on_shards(&open, parts, move |shard, ()| shard.flush(&engine))?;
         Ok(())
+    }
+
+    /// The attributes of each of `ids` (None for an id not stored), in order.
+    pub fn attrs(&self, dir: u64, ids: &[u64]) -> Result<Vec<Option<Attrs>>, VectorError> {
+        let open = self.open(dir)?;
+        let shard_count = open.record.shards.len();
+        let mut parts: Vec<Vec<(usize, u64)>> = vec![Vec::new(); shard_count];
+        for (at, &id) in ids.iter().enumerate() {
+            parts[(id % shard_count as u64) as usize].push((at, id));
+        }
+        let found = self.on_shards(&open, parts, |shard, part| {
+            Ok(part.into_iter().map(|(at, id)| (at, shard.attrs_of(id))).collect::<Vec<_>>())
+        })?;
+        let mut out = vec![None; ids.len()];
+        for (at, attrs) in found.into_iter().flatten() {
+            out[at] = attrs;
+        }
+        Ok(out)
+    }
+
+    /// Every stored id of `dir`'s collection with its value of attribute `key`, if any.
+    pub fn scan_attr(&self, dir: u64, key: &'static str) -> Result<Vec<(u64, Option<AttrValue>)>, VectorError> {
+        let open = self.open(dir)?;
+        let parts = vec![(); open.record.shards.len()];
+        let found = self.on_shards(&open, parts, move |shard, ()| Ok(shard.scan_attr(key)))?;
+        Ok(found.into_iter().flatten().collect())
     }
 
     /// Parameters and counters of `dir`'s collection.

@@ -12,7 +12,7 @@
 use rustc_hash::FxHashMap;
 
 use vexfs_format::collection::{
-    decode_record, encode_delete, encode_insert, encoded_attrs_len, Attrs, LogBody, LogError, Metric,
+    decode_record, encode_delete, encode_insert, encoded_attrs_len, AttrValue, Attrs, LogBody, LogError, Metric,
 };
 
 use super::search::{self, filter::Filter, kernels, Neighbor, VectorSet};
@@ -216,6 +216,23 @@ impl Shard {
     ) -> Vec<Vec<Neighbor>> {
         let keep = |row: usize| self.keeps(row, filter);
         search::range(&self.set(), metric, queries, radius, &keep, limit)
+    }
+
+    /// The attributes of the vector with `id`, if it is stored.
+    pub fn attrs_of(&self, id: u64) -> Option<Attrs> {
+        let row = *self.index.get(&id)? as usize;
+        Some(self.attrs[row].as_deref().cloned().unwrap_or_default())
+    }
+
+    /// Every stored id with the value of its attribute `key`, if it has one.
+    pub fn scan_attr(&self, key: &str) -> Vec<(u64, Option<AttrValue>)> {
+        (0..self.ids.len())
+            .filter(|&row| self.live[row])
+            .map(|row| {
+                let value = self.attrs[row].as_deref().and_then(|a| a.iter().find(|(k, _)| k == key));
+                (self.ids[row], value.map(|(_, v)| v.clone()))
+            })
+            .collect()
     }
 
     pub fn stats(&self) -> ShardStats {

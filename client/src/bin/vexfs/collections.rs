@@ -11,7 +11,7 @@ use clap::{Args, Subcommand};
 use indicatif::{ProgressBar, ProgressState, ProgressStyle};
 use serde_json::json;
 use vexfs_client::collection::{
-    check_vectors, insert_batch_max, Collection, CollectionStats, CreateOptions, Hit, TextOptions,
+    check_vectors, insert_batch_max, Collection, CollectionStats, CreateOptions, Hit, TextHit, TextOptions,
 };
 use vexfs_client::vecfile;
 use vexfs_format::collection::Metric;
@@ -26,16 +26,17 @@ pub enum CollectionCommand {
     Create {
         /// The directory, on a VexFS mount.
         dir: PathBuf,
-        /// Vector dimension, 1..=65536.
-        #[arg(long)]
-        dim: u32,
-        /// The distance: l2 (Euclidean), cosine (1 - cos), dot (-a.b) or manhattan (L1).
-        #[arg(long, value_parser = parse_metric)]
-        metric: Metric,
+        /// Vector dimension, 1..=65536 (a text collection takes its embedder's).
+        #[arg(long, required_unless_present = "embed")]
+        dim: Option<u32>,
+        /// The distance: l2 (Euclidean), cosine (1 - cos), dot (-a.b) or manhattan (L1); a text
+        /// collection defaults to cosine.
+        #[arg(long, value_parser = parse_metric, required_unless_present = "embed")]
+        metric: Option<Metric>,
         /// Shards, 1..=64 (default: one per vexfsd worker).
         #[arg(long, default_value_t = 0, hide_default_value = true)]
         shards: u32,
-        /// A text collection: documents written into it are embedded (not served yet).
+        /// A text collection: documents written into it are chunked, embedded and indexed.
         #[arg(long)]
         embed: bool,
         /// The embedder of a text collection (default builtin:all-minilm-l6-v2).
@@ -50,10 +51,14 @@ pub enum CollectionCommand {
     },
 }
 
-/// Where the queries of `search` and `range` come from: a file, or one vector inline.
+/// Where the queries of `search` and `range` come from: a file, one vector inline, or (a text
+/// collection's search) a text.
 #[derive(Args)]
 #[group(required = true, multiple = false)]
 pub struct QueryArgs {
+    /// A text collection: the text to search for by meaning.
+    #[arg(value_name = "TEXT")]
+    text: Option<String>,
     /// Queries: .npy (2-D float32 or float64, C order) or .fvecs.
     #[arg(long, value_name = "FILE")]
     query_file: Option<PathBuf>,
@@ -77,6 +82,8 @@ pub fn collection(command: CollectionCommand) -> Result<()> {
         chunk_bytes: chunk_bytes.unwrap_or(0),
         chunk_overlap: chunk_overlap.unwrap_or(0),
     });
+    // clap makes --dim and --metric required without --embed.
+    let (dim, metric) = (dim.unwrap_or(0), metric.unwrap_or(Metric::Cosine));
     let collection = Collection::create(&dir, &CreateOptions { dim, metric, shards, text })?;
     let stats = collection.stats()?;
     let kind = if stats.text.is_some() { "text collection" } else { "collection" };
@@ -134,6 +141,11 @@ fn progress_bar(count: usize, ioctls: usize) -> ProgressBar {
 /// `vexfs search`.
 pub fn search(dir: &Path, queries: &QueryArgs, k: usize, filter: Option<&str>, json: bool) -> Result<()> {
     let collection = Collection::open(dir)?;
+    if let Some(text) = &queries.text {
+        let hits = collection.search_text(text, k, filter)?;
+        let cosine = collection.metric() == Metric::Cosine;
+        return print_lines(&if json { vec![text_results_json(0, &hits)] } else { text_results(&hits, cosine) });
+    }
     let values = query_values(&collection, queries)?;
     let results = collection.knn(&values, k, filter)?;
     print_results(&results, json)
@@ -149,6 +161,9 @@ pub fn range(
     json: bool,
 ) -> Result<()> {
     let collection = Collection::open(dir)?;
+    if queries.text.is_some() {
+        bail!("a range search takes query vectors (--query-file or --vector); search a text with `vexfs search`");
+    }
     let values = query_values(&collection, queries)?;
     let results = collection.range(&values, radius, limit, filter)?;
     print_results(&results, json)
@@ -170,7 +185,7 @@ fn query_values(collection: &Collection, queries: &QueryArgs) -> Result<Vec<f32>
             check_vectors(&values, collection.dim(), collection.metric()).context("--vector")?;
             Ok(values)
         }
-        (None, None) => unreachable!("clap requires --query-file or --vector"),
+        (None, None) => unreachable!("clap requires a text, --query-file or --vector"),
     }
 }
 
@@ -210,9 +225,14 @@ pub fn delete(dir: &Path, ids: &[u64], sync: bool, json: bool) -> Result<()> {
 }
 
 /// `vexfs sync`.
-pub fn sync(dir: &Path) -> Result<()> {
-    Collection::open(dir)?.sync()?;
-    Ok(())
+pub fn sync(path: &Path) -> Result<()> {
+    if path.is_dir() {
+        Collection::open(path)?.sync()?;
+        return Ok(());
+    }
+    // A document: its fsync returns once its data is durable and it is searchable.
+    let file = std::fs::File::open(path).with_context(|| format!("cannot open {}", path.display()))?;
+    file.sync_all().with_context(|| format!("fsync of {}", path.display()))
 }
 
 /// `vexfs stats`.
@@ -279,6 +299,41 @@ fn json_object(fields: &[(&str, serde_json::Value)]) -> String {
 /// A float32 as JSON: its shortest round-tripping decimal (`0.1`, not `0.10000000149011612`).
 fn json_f32(value: f32) -> String {
     serde_json::to_string(&value).expect("a float serializes")
+}
+
+/// One JSON line for a text query: each hit's id, distance, path, chunk and snippet, in the
+/// layout of [`results_json`].
+fn text_results_json(query: usize, hits: &[TextHit]) -> String {
+    let results: Vec<String> = hits
+        .iter()
+        .map(|h| {
+            format!(
+                "{{\"id\": {}, \"distance\": {}, \"path\": {}, \"chunk\": {}, \"snippet\": {}}}",
+                h.id,
+                json_f32(h.distance),
+                json!(h.path.display().to_string()),
+                h.chunk,
+                json!(h.snippet)
+            )
+        })
+        .collect();
+    format!("{{\"query\": {query}, \"results\": [{}]}}", results.join(", "))
+}
+
+/// Text hits for people: rank, score (cosine similarity, or the distance for other metrics), path
+/// and chunk, then the snippet indented.
+fn text_results(hits: &[TextHit], cosine: bool) -> Vec<String> {
+    if hits.is_empty() {
+        return vec!["no results (documents still being indexed show in `vexfs stats`)".to_owned()];
+    }
+    let mut lines = Vec::with_capacity(hits.len() * 2);
+    for (rank, h) in hits.iter().enumerate() {
+        let score =
+            if cosine { format!("score {:.3}", 1.0 - h.distance) } else { format!("distance {:.4}", h.distance) };
+        lines.push(format!("{:>2}. {score}  {}  chunk {}", rank + 1, h.path.display(), h.chunk));
+        lines.push(format!("    {}", h.snippet));
+    }
+    lines
 }
 
 fn results_json(query: usize, hits: &[Hit]) -> String {
@@ -429,6 +484,28 @@ mod tests {
         expect!["inserted 5 vectors, ids 10..12, 20..21"].assert_eq(&insert_text(&split));
         expect![[r#"{"inserted": 5, "first_id": 10, "last_id": 21, "ranges": [[10,12],[20,21]]}"#]]
             .assert_eq(&insert_json(&split));
+    }
+
+    #[test]
+    fn text_search_output() {
+        let hits = [TextHit {
+            id: 20971521,
+            distance: 0.25,
+            path: PathBuf::from("/mnt/vexfs/notes/a \"b\".md"),
+            ino: 20,
+            chunk: 1,
+            start: 900,
+            end: 1900,
+            snippet: "Booking meeting rooms.".to_owned(),
+        }];
+        expect![[r#"{"query": 0, "results": [{"id": 20971521, "distance": 0.25, "path": "/mnt/vexfs/notes/a \"b\".md", "chunk": 1, "snippet": "Booking meeting rooms."}]}"#]]
+        .assert_eq(&text_results_json(0, &hits));
+        assert_eq!(
+            text_results(&hits, true),
+            [" 1. score 0.750  /mnt/vexfs/notes/a \"b\".md  chunk 1", "    Booking meeting rooms."]
+        );
+        assert!(text_results(&hits, false)[0].contains("distance 0.2500"));
+        assert!(text_results(&[], true)[0].starts_with("no results"));
     }
 
     #[test]

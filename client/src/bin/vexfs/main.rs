@@ -60,19 +60,21 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
-    /// The k nearest vectors to each query, nearest first.
+    /// The k nearest vectors to each query, nearest first; in a text collection, the chunks of
+    /// documents nearest in meaning to a text: path, chunk, score, snippet.
     Search {
         /// The collection directory.
         dir: PathBuf,
         #[command(flatten)]
         queries: QueryArgs,
         /// Results per query.
-        #[arg(short = 'k', value_name = "K")]
+        #[arg(short = 'k', value_name = "K", default_value_t = 10)]
         k: usize,
         /// Consider only vectors whose attributes match, e.g. 'lang = "en" and year >= 2020'.
         #[arg(long, value_name = "EXPR")]
         filter: Option<String>,
-        /// One JSON object per query per line: {"query": 0, "results": [{"id": .., "distance": ..}]}.
+        /// One JSON object per query per line: {"query": 0, "results": [{"id": .., "distance": ..}]}
+        /// (text results add "path", "chunk" and "snippet").
         #[arg(long)]
         json: bool,
     },
@@ -109,10 +111,11 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
-    /// Make everything acknowledged in a collection durable.
+    /// Make everything acknowledged in a collection durable; in a text collection, first wait
+    /// until every document is searchable. On a document, wait for that document alone.
     Sync {
-        /// The collection directory.
-        dir: PathBuf,
+        /// The collection directory, or a document in a text collection.
+        path: PathBuf,
     },
     /// A collection's parameters and counters.
     Stats {
@@ -138,7 +141,7 @@ fn main() -> ExitCode {
             ("range", collections::range(&dir, &queries, radius, limit, filter.as_deref(), json))
         }
         Command::Delete { dir, ids, sync, json } => ("delete", collections::delete(&dir, &ids, sync, json)),
-        Command::Sync { dir } => ("sync", collections::sync(&dir)),
+        Command::Sync { path } => ("sync", collections::sync(&path)),
         Command::Stats { dir, json } => ("stats", collections::stats(&dir, json)),
     };
     match result {
