@@ -357,6 +357,8 @@ impl<S: Storage> Texts<S> {
             return Err(VectorError::invalid("the query text is empty"));
         }
         let params = self.params(dir)?;
+        // Opens the collection's document table (names for the hits) if nothing has yet.
+        self.is_text(dir);
         let embedder = self.inner.embedder(&params.embedder)?;
         let query = embedder.embed(&[text])?.pop().expect("one vector per text");
         let found = self.inner.vectors.knn(dir, &query, k, filter)?.pop().unwrap_or_default();
