@@ -336,3 +336,94 @@ fn a_models_dir_that_does_not_exist_is_refused_at_start() {
     let message = format!("{error:#}");
     assert!(message.contains("--models-dir /nonexistent/models: no such directory"), "{message}");
 }
+
+/// A stand-in for an Ollama server: answers `POST /api/embed` with a bag-of-words vector per
+/// text (each lowercase word hashed into one of [`FAKE_DIM`] counts), so that texts sharing words
+/// are near. Serves until the process ends.
+fn fake_ollama() -> u16 {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("binding a local port");
+    let port = listener.local_addr().expect("address").port();
+    std::thread::spawn(move || {
+        for stream in listener.incoming().flatten() {
+            let _ = answer_embed(stream);
+        }
+    });
+    port
+}
+
+const FAKE_DIM: usize = 64;
+
+fn bag_of_words(text: &str) -> Vec<f32> {
+    let mut vector = vec![0.0f32; FAKE_DIM];
+    vector[FAKE_DIM - 1] = 0.01;
+    for word in text.split(|c: char| !c.is_alphanumeric()).filter(|w| !w.is_empty()) {
+        let hash = word
+            .to_lowercase()
+            .bytes()
+            .fold(0xcbf2_9ce4_8422_2325u64, |h, b| (h ^ u64::from(b)).wrapping_mul(0x100_0000_01b3));
+        vector[(hash % (FAKE_DIM as u64 - 1)) as usize] += 1.0;
+    }
+    vector
+}
+
+fn answer_embed(mut stream: std::net::TcpStream) -> std::io::Result<()> {
+    use std::io::{BufRead, BufReader, Read};
+    let mut reader = BufReader::new(stream.try_clone()?);
+    let mut request_line = String::new();
+    reader.read_line(&mut request_line)?;
+    let mut length = 0usize;
+    loop {
+        let mut header = String::new();
+        reader.read_line(&mut header)?;
+        if header.trim().is_empty() {
+            break;
+        }
+        if let Some((name, value)) = header.split_once(':') {
+            if name.eq_ignore_ascii_case("content-length") {
+                length = value.trim().parse().unwrap_or(0);
+            }
+        }
+    }
+    let mut body = vec![0; length];
+    reader.read_exact(&mut body)?;
+    let (status, reply) = if request_line.starts_with("POST /api/embed ") {
+        let request: serde_json::Value = serde_json::from_slice(&body).unwrap_or_default();
+        let texts: Vec<&str> =
+            request["input"].as_array().map(|a| a.iter().filter_map(|t| t.as_str()).collect()).unwrap_or_default();
+        let embeddings: Vec<Vec<f32>> = texts.iter().map(|t| bag_of_words(t)).collect();
+        ("200 OK", serde_json::json!({ "model": request["model"], "embeddings": embeddings }).to_string())
+    } else {
+        ("404 Not Found", "{\"error\": \"not found\"}".to_owned())
+    };
+    write!(
+        stream,
+        "HTTP/1.1 {status}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{reply}",
+        reply.len()
+    )
+}
+
+#[test]
+fn an_ollama_embedder_serves_a_text_collection() {
+    if !require_root_and_fuse() {
+        return;
+    }
+    let port = fake_ollama();
+    let spec = format!("ollama:http://127.0.0.1:{port}:bag-of-words");
+    let volume = TestVolume::create(64 * MIB).expect("creating a test volume");
+    // The daemon's default embedder for text collections created without one.
+    let options = MountOptions { extra_args: vec!["--embedder".into(), spec.clone()], ..Default::default() };
+    let mount = Mount::start(&volume, &options).expect("mounting");
+    let coll = mount.path().join("remote");
+    let created = vexfs_ok(&args!["collection", "create", &coll, "--embed"]);
+    assert!(created.contains(&format!("dimension {FAKE_DIM}")), "{created}");
+    assert_eq!(sys::getxattr(&coll, "user.vexfs.embedder").expect("xattr"), spec.as_bytes());
+    fs::write(coll.join("fruit.txt"), "apple banana cherry and other fruit").expect("write");
+    fs::write(coll.join("rocket.txt"), "rocket engine fuel and the launch pad").expect("write");
+    vexfs_ok(&args!["sync", &coll]);
+    assert_eq!(stats(&coll)["docs_indexed"], 2);
+    let found = search(&coll, "banana smoothie", 2, None);
+    assert_eq!(found[0].path, coll.join("fruit.txt"), "{found:?}");
+    let found = search(&coll, "engine launch", 1, None);
+    assert_eq!(found[0].path, coll.join("rocket.txt"), "{found:?}");
+    mount.unmount().expect("unmounting");
+}
