@@ -4,6 +4,7 @@
 //! the median of the per-pair ratios: on a shared virtio disk absolute figures swing by tens of
 //! percent minutes apart, so only a ratio taken in one run means anything.
 
+pub mod embed;
 pub mod engine;
 pub mod mount;
 pub mod vectors;
@@ -73,11 +74,29 @@ pub fn table(anchor: &str, rows: &[Row]) -> String {
         let ratio = row.median_ratio();
         let met = if ratio >= row.target { "yes" } else { "no" };
         out.push_str(&format!(
-            "| {} | {} | {:.0} | {:.0} | {} | {:.2}x | >= {:.2}x | {} |\n",
-            row.name, row.unit, ours, theirs, ratios, ratio, row.target, met
+            "| {} | {} | {} | {} | {} | {:.2}x | >= {:.2}x | {} |\n",
+            row.name,
+            row.unit,
+            figure(ours),
+            figure(theirs),
+            ratios,
+            ratio,
+            row.target,
+            met
         ));
     }
     out
+}
+
+/// A measured figure for a table: whole units from 100 up, three significant digits below.
+pub fn figure(value: f64) -> String {
+    if value.abs() >= 100.0 {
+        format!("{value:.0}")
+    } else if value.abs() >= 10.0 {
+        format!("{value:.1}")
+    } else {
+        format!("{value:.2}")
+    }
 }
 
 /// The checksums every pair printed, so a reader can see the work was done.

@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use anyhow::Result;
 use clap::{Parser, Subcommand};
-use vexfs_benches::{checksums, engine, environment, mount, table, vectors};
+use vexfs_benches::{checksums, embed, engine, environment, mount, table, vectors};
 
 #[derive(Parser)]
 #[command(name = "vexfs-bench", about = "VexFS benchmarks against fio and the host file system")]
@@ -37,6 +37,25 @@ enum Cmd {
     Vectors {
         #[command(flatten)]
         common: Common,
+    },
+    /// The builtin text embedder (all-MiniLM-L6-v2 with candle) against sentence-transformers
+    /// running the same model on the same CPUs, in documents per second (needs benches/setup.sh
+    /// and the model from scripts/setup.sh).
+    Embed {
+        #[command(flatten)]
+        common: Common,
+        /// Documents (1 to 3 KB of the data set's texts each); default 100, 8 with --small.
+        #[arg(long)]
+        documents: Option<usize>,
+        /// Threads for each side (default: one per CPU).
+        #[arg(long)]
+        threads: Option<usize>,
+        /// Seed of the document construction.
+        #[arg(long, default_value_t = 1)]
+        seed: u64,
+        /// Directory holding all-minilm-l6-v2/.
+        #[arg(long, default_value = vexfs_daemon::embed::MODELS_DIR_DEFAULT)]
+        models_dir: PathBuf,
     },
 }
 
@@ -107,6 +126,28 @@ fn main() -> Result<()> {
             let mut all = knn;
             all.extend(durable);
             println!("\n```\n{}```", checksums(&all));
+        }
+        Cmd::Embed { common: Common { small, dir, pairs }, documents, threads, seed, models_dir } => {
+            let mut config = embed::Config::new(small, &dir);
+            config.pairs = pairs.max(1);
+            config.seed = seed;
+            config.models_dir = models_dir;
+            if let Some(documents) = documents {
+                config.documents = documents;
+            }
+            if let Some(threads) = threads {
+                config.threads = threads;
+            }
+            let outcome = embed::run(&config)?;
+            println!("`{command_line}`\n");
+            println!("{}, CPU: {}, {} threads per side\n", environment(&dir), embed::cpu(), config.threads);
+            println!("{}\n", outcome.corpus);
+            println!("anchor: {}\n", outcome.anchor);
+            print!("{}", table("sentence-transformers", std::slice::from_ref(&outcome.row)));
+            println!();
+            println!("{}", embed::AGREEMENT_HEADER);
+            println!("{}", embed::agreement_line(&outcome));
+            println!("\n```\n{}```", checksums(std::slice::from_ref(&outcome.row)));
         }
     }
     Ok(())
