@@ -4,10 +4,12 @@
 //!
 //! Documents are built from the real text data set ([`documents`]) and chunked once, here, with
 //! the chunker and sizes a text collection uses by default (`embed::chunk::chunks`, 1000 bytes,
-//! 100 overlap). Both sides embed exactly those chunk texts, all of them in one call (both sort
-//! the texts by length and run batches of 32), with the same number of threads: `RAYON_NUM_THREADS`
-//! for candle and the tokenizer here, `torch.set_num_threads` (and `RAYON_NUM_THREADS` for its
-//! tokenizer) in the anchor. The anchor is one Python process for the whole run
+//! 100 overlap). Both sides embed exactly those chunk texts, all of them in one call, each
+//! batching them its own way (sentence-transformers sorts them by length and pads batches of 32;
+//! the builtin embedder packs whole texts into batches of up to 2048 tokens, without padding),
+//! with the same number of threads: `RAYON_NUM_THREADS` for candle, the embedder's own threads
+//! (which follow candle's count) and the tokenizer here, `torch.set_num_threads` (and
+//! `RAYON_NUM_THREADS` for its tokenizer) in the anchor. The anchor is one Python process for the whole run
 //! (`benches/anchors/st_embed.py serve`), so loading the model is outside every measurement on both
 //! sides, and each side has embedded a warm-up batch before the first pair. A side's figure is
 //! documents / wall time of the one call that embeds all their chunks. Each pair also compares the
