@@ -51,13 +51,11 @@ pub struct Config {
 
 impl Config {
     pub fn new(small: bool, dir: &Path) -> Config {
-        let venv = std::env::var_os("VEXFS_BENCH_VENV")
-            .map_or_else(|| PathBuf::from("/var/tmp/vexfs-bench/venv"), PathBuf::from);
         Config {
             dir: dir.to_path_buf(),
             texts: crate::workspace_root().join("../shared/data/wordnet-minilm/texts.json.gz"),
             models_dir: PathBuf::from(MODELS_DIR_DEFAULT),
-            python: venv.join("bin/python"),
+            python: crate::venv_python(),
             pairs: 3,
             documents: parameter(small, 8, 100),
             seed: 1,

@@ -144,3 +144,11 @@ pub fn have_program(program: &str) -> bool {
 pub fn workspace_root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("benches/ has a parent").to_path_buf()
 }
+
+/// The Python of the benchmarks' venv (`benches/setup.sh`): `$VEXFS_BENCH_VENV`, by default
+/// `/var/tmp/vexfs-bench/venv`.
+pub fn venv_python() -> std::path::PathBuf {
+    let venv = std::env::var_os("VEXFS_BENCH_VENV")
+        .map_or_else(|| std::path::PathBuf::from("/var/tmp/vexfs-bench/venv"), std::path::PathBuf::from);
+    venv.join("bin/python")
+}

@@ -45,12 +45,10 @@ pub struct Config {
 
 impl Config {
     pub fn new(small: bool, dir: &Path) -> Config {
-        let venv = std::env::var_os("VEXFS_BENCH_VENV")
-            .map_or_else(|| PathBuf::from("/var/tmp/vexfs-bench/venv"), PathBuf::from);
         Config {
             dir: dir.to_path_buf(),
             data: crate::workspace_root().join("../shared/data/wordnet-minilm"),
-            python: venv.join("bin/python"),
+            python: crate::venv_python(),
             pairs: 3,
             k: 10,
             insert_vectors: crate::parameter(small, 100_000, 1_000_000),

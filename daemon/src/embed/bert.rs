@@ -27,6 +27,8 @@ use candle_nn::{embedding, layer_norm, Embedding, LayerNorm, VarBuilder};
 use faer::linalg::matmul::matmul;
 use faer::{Accum, MatMut, MatRef, Par};
 use multiversion::multiversion;
+
+use crate::vector::search::kernels::multiply_add;
 use multiversion::target::target_cfg_f;
 
 /// The parameters of `config.json` the encoder needs.
@@ -441,17 +443,6 @@ fn softmax(row: &mut [f32]) {
 /// Partial results per reduction in [`softmax`]: one AVX register of `f32`.
 const LANES: usize = 8;
 
-/// `a · b + c`, fused in clones built with FMA (`f32::mul_add` without hardware FMA is a slow
-/// library call). The two differ by rounding only.
-#[inline(always)]
-fn mul_add<const FMA: bool>(a: f32, b: f32, c: f32) -> f32 {
-    if FMA {
-        a.mul_add(b, c)
-    } else {
-        a * b + c
-    }
-}
-
 /// The complementary error function, `erfc(u) = 1 - erf(u)`, with a relative error below 1.2e-7
 /// everywhere: the Chebyshev fit of `erfcc` in Numerical Recipes in C (2nd ed., §6.2),
 /// `t · exp(-u² + P(t))` with `t = 1 / (1 + |u|/2)`. Branch-free (a select for the sign), so
@@ -471,9 +462,9 @@ fn erfc<const FMA: bool>(u: f32) -> f32 {
         0.170_872_77,
     ];
     let z = u.abs();
-    let t = 1.0 / mul_add::<FMA>(0.5, z, 1.0);
-    let p = P.iter().rev().fold(0.0, |p, &c| mul_add::<FMA>(p, t, c));
-    let tail = t * exp::<FMA>(mul_add::<FMA>(-z, z, p));
+    let t = 1.0 / multiply_add::<FMA>(0.5, z, 1.0);
+    let p = P.iter().rev().fold(0.0, |p, &c| multiply_add::<FMA>(p, t, c));
+    let tail = t * exp::<FMA>(multiply_add::<FMA>(-z, z, p));
     if u >= 0.0 {
         tail
     } else {
@@ -490,13 +481,13 @@ fn erfc<const FMA: bool>(u: f32) -> f32 {
 fn exp<const FMA: bool>(x: f32) -> f32 {
     const ROUND: f32 = 12_582_912.0; // 1.5 · 2^23
     let x = x.clamp(-87.0, 88.0);
-    let shifted = mul_add::<FMA>(x, std::f32::consts::LOG2_E, ROUND);
+    let shifted = multiply_add::<FMA>(x, std::f32::consts::LOG2_E, ROUND);
     let n = shifted - ROUND;
-    let r = mul_add::<FMA>(n, 2.121_944_4e-4, mul_add::<FMA>(n, -0.693_359_4, x));
+    let r = multiply_add::<FMA>(n, 2.121_944_4e-4, multiply_add::<FMA>(n, -0.693_359_4, x));
     let p = [1.987_569_1e-4, 1.398_199_9e-3, 8.333_452e-3, 4.166_579_6e-2, 1.666_666_5e-1, 5e-1]
         .iter()
-        .fold(0.0, |p, &c| mul_add::<FMA>(p, r, c));
-    let e_r = mul_add::<FMA>(p, r * r, r + 1.0);
+        .fold(0.0, |p, &c| multiply_add::<FMA>(p, r, c));
+    let e_r = multiply_add::<FMA>(p, r * r, r + 1.0);
     // 2^n from its exponent bits; n is in [-126, 127], so this is a normal float.
     let n = shifted.to_bits() as i32 - ROUND.to_bits() as i32;
     e_r * f32::from_bits(((n + 127) << 23) as u32)

@@ -202,8 +202,10 @@ impl PairOp for L1Op {
     }
 }
 
+/// `a · b + c`, fused in clones built with FMA (`f32::mul_add` without hardware FMA is a slow
+/// library call). The two differ by rounding only.
 #[inline(always)]
-fn multiply_add<const FMA: bool>(a: f32, b: f32, c: f32) -> f32 {
+pub(crate) fn multiply_add<const FMA: bool>(a: f32, b: f32, c: f32) -> f32 {
     if FMA {
         a.mul_add(b, c)
     } else {
