@@ -132,14 +132,16 @@ pub struct TextStats {
 enum Job {
     /// (Re)index one document.
     Doc { dir: u64, ino: u64 },
-    /// Compare the directory with the index: add new documents, drop removed ones.
-    Dir(u64),
+    /// Compare the directory with the index: add new documents, drop removed ones, and with
+    /// `versions` (when the collection opens) also queue every document whose ctime differs
+    /// from its vectors'.
+    Dir { dir: u64, versions: bool },
 }
 
 impl Job {
     fn dir(self) -> u64 {
         match self {
-            Job::Doc { dir, .. } | Job::Dir(dir) => dir,
+            Job::Doc { dir, .. } | Job::Dir { dir, .. } => dir,
         }
     }
 }
@@ -254,10 +256,15 @@ impl<S: Storage> Texts<S> {
     /// Whether `dir` is a text collection. The first call for a text collection opens it: its
     /// documents are listed and compared with its vectors, and stale ones are queued.
     pub fn is_text(&self, dir: u64) -> bool {
-        let known = self.inner.state.lock().kinds.get(&dir).copied();
+        let known = {
+            let state = self.inner.state.lock();
+            if state.colls.contains_key(&dir) {
+                return true;
+            }
+            state.kinds.get(&dir).copied()
+        };
         match known {
             Some(false) => false,
-            Some(true) if self.inner.state.lock().colls.contains_key(&dir) => true,
             _ => match self.inner.open(dir) {
                 Ok(text) => text,
                 Err(error) => {
@@ -283,7 +290,7 @@ impl<S: Storage> Texts<S> {
     /// Names in `dir` were removed or renamed: its documents are compared with the index.
     pub fn dir_changed(&self, dir: u64) {
         if self.is_text(dir) {
-            drop(self.inner.enqueue(self.inner.state.lock(), Job::Dir(dir)));
+            drop(self.inner.enqueue(self.inner.state.lock(), Job::Dir { dir, versions: false }));
         }
     }
 
@@ -302,10 +309,7 @@ impl<S: Storage> Texts<S> {
         let Some(&dir) = state.doc_dir.get(&ino) else { return Ok(()) };
         let job = Job::Doc { dir, ino };
         state = self.inner.enqueue(state, job);
-        while state.pending(|j| *j == job) && !state.stop {
-            self.inner.changed.wait(&mut state);
-        }
-        drop(state);
+        self.inner.wait_while(state, |j| *j == job);
         self.inner.vectors.sync(dir)
     }
 
@@ -313,10 +317,8 @@ impl<S: Storage> Texts<S> {
     /// waits until every document in it is searchable.
     pub fn sync(&self, dir: u64) -> Result<(), VectorError> {
         if self.is_text(dir) {
-            let mut state = self.inner.enqueue(self.inner.state.lock(), Job::Dir(dir));
-            while state.pending(|j| j.dir() == dir) && !state.stop {
-                self.inner.changed.wait(&mut state);
-            }
+            let state = self.inner.enqueue(self.inner.state.lock(), Job::Dir { dir, versions: false });
+            self.inner.wait_while(state, |j| j.dir() == dir);
         }
         self.inner.vectors.sync(dir)
     }
@@ -487,6 +489,13 @@ impl<S: Storage> Inner<S> {
         state
     }
 
+    /// Waits until no job `pending` selects is queued or running (or indexing stops).
+    fn wait_while(&self, mut state: parking_lot::MutexGuard<'_, State>, pending: impl Fn(&Job) -> bool) {
+        while state.pending(&pending) && !state.stop {
+            self.changed.wait(&mut state);
+        }
+    }
+
     /// Opens `dir` if it is a text collection: loads its documents' index state from the
     /// vectors and queues a comparison with the directory. Returns whether it is one.
     fn open(&self, dir: u64) -> Result<bool, VectorError> {
@@ -521,7 +530,7 @@ impl<S: Storage> Inner<S> {
                 state.doc_dir.insert(ino, dir);
             }
             state.colls.insert(dir, Coll { params, docs });
-            state.push(Job::Dir(dir));
+            state.push(Job::Dir { dir, versions: true });
             self.changed.notify_all();
         }
         Ok(true)
@@ -565,13 +574,13 @@ fn indexer_loop<S: Storage>(inner: &Inner<S>) {
             round
         };
         let outcome = match round[0] {
-            Job::Dir(dir) => reconcile(inner, dir),
+            Job::Dir { dir, versions } => reconcile(inner, dir, versions),
             Job::Doc { dir, .. } => {
                 let inos: Vec<u64> = round
                     .iter()
                     .map(|j| match j {
                         Job::Doc { ino, .. } => *ino,
-                        Job::Dir(_) => unreachable!("rounds hold documents of one directory"),
+                        Job::Dir { .. } => unreachable!("rounds hold documents of one directory"),
                     })
                     .collect();
                 index_docs(inner, dir, &inos)
@@ -588,7 +597,7 @@ fn indexer_loop<S: Storage>(inner: &Inner<S>) {
 
 /// Compares `dir`'s regular files with its index: documents not indexed at their current ctime
 /// are queued, documents no longer in the directory lose their vectors.
-fn reconcile<S: Storage>(inner: &Inner<S>, dir: u64) -> Result<(), VectorError> {
+fn reconcile<S: Storage>(inner: &Inner<S>, dir: u64, versions: bool) -> Result<(), VectorError> {
     let mut present: HashMap<u64, Vec<u8>> = HashMap::new();
     match inner.engine().readdir(dir, 0, false, |item| {
         if item.dtype == DT_REG {
@@ -628,9 +637,14 @@ fn reconcile<S: Storage>(inner: &Inner<S>, dir: u64) -> Result<(), VectorError> 
     for (ino, chunks) in gone {
         delete_chunks(inner, dir, ino, 0, chunks)?;
     }
+    // Without `versions`, only documents never indexed are read: changes to the others arrive
+    // as their own jobs, so the common case (an unlink, a rename) costs no inode reads.
     let stale: Vec<u64> = known
         .into_iter()
         .filter(|&(ino, version)| {
+            if version.is_some() && !versions {
+                return false;
+            }
             let current = inner.engine().getattr(ino).map(|a| ctime_ns(a.record.ctime)).ok();
             current.is_none() || current != version
         })
@@ -783,13 +797,7 @@ fn index_docs<S: Storage>(inner: &Inner<S>, dir: u64, inos: &[u64]) -> Result<()
                 if doc.version == Some(version) && doc.skipped.is_some() {
                     continue;
                 }
-                tracing::info!(dir, ino, name = %String::from_utf8_lossy(&doc.name), %reason, "document stored but not indexed");
-                delete_chunks(inner, dir, ino, 0, doc.chunks)?;
-                update_doc(inner, dir, ino, |d| {
-                    d.version = Some(version);
-                    d.chunks = 0;
-                    d.skipped = Some(reason);
-                });
+                skip_doc(inner, dir, ino, &doc, version, reason)?;
             }
             Content::Text { version, text, attrs } => {
                 if doc.version == Some(version) && doc.skipped.is_none() {
@@ -798,13 +806,7 @@ fn index_docs<S: Storage>(inner: &Inner<S>, dir: u64, inos: &[u64]) -> Result<()
                 let chunks = chunk::chunks(&text, params.chunk_bytes as usize, params.chunk_overlap as usize);
                 if chunks.len() > CHUNKS_PER_DOC_MAX {
                     let reason = format!("{} chunks, more than the {CHUNKS_PER_DOC_MAX} indexed", chunks.len());
-                    tracing::info!(dir, ino, %reason, "document stored but not indexed");
-                    delete_chunks(inner, dir, ino, 0, doc.chunks)?;
-                    update_doc(inner, dir, ino, |d| {
-                        d.version = Some(version);
-                        d.chunks = 0;
-                        d.skipped = Some(reason);
-                    });
+                    skip_doc(inner, dir, ino, &doc, version, reason)?;
                     continue;
                 }
                 ready.push((doc.chunks, Ready { ino, version, text, chunks, attrs }));
@@ -862,6 +864,26 @@ fn index_docs<S: Storage>(inner: &Inner<S>, dir: u64, inos: &[u64]) -> Result<()
             d.skipped = None;
         });
     }
+    Ok(())
+}
+
+/// Document `ino` (as `doc` was) is stored but not indexed at `version`: its vectors go, and the
+/// reason is logged and kept for `vexfs stats`.
+fn skip_doc<S: Storage>(
+    inner: &Inner<S>,
+    dir: u64,
+    ino: u64,
+    doc: &Doc,
+    version: i64,
+    reason: String,
+) -> Result<(), VectorError> {
+    tracing::info!(dir, ino, name = %String::from_utf8_lossy(&doc.name), %reason, "document stored but not indexed");
+    delete_chunks(inner, dir, ino, 0, doc.chunks)?;
+    update_doc(inner, dir, ino, |d| {
+        d.version = Some(version);
+        d.chunks = 0;
+        d.skipped = Some(reason);
+    });
     Ok(())
 }
 

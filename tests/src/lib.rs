@@ -806,6 +806,16 @@ pub fn run_vexfsd_expecting_refusal(device: &Path, dir: &Path, args: &[&str], ti
     }
 }
 
+/// An `.fvecs` file: each vector as its dimension (`i32`) then its values (`f32`), little-endian.
+pub fn fvecs_bytes(dim: usize, values: &[f32]) -> Vec<u8> {
+    let mut out = Vec::new();
+    for row in values.chunks(dim) {
+        out.extend_from_slice(&(dim as i32).to_le_bytes());
+        row.iter().for_each(|v| out.extend_from_slice(&v.to_le_bytes()));
+    }
+    out
+}
+
 // ---- the vexfs CLI -------------------------------------------------------------------------
 
 /// How long one `vexfs` command may run.

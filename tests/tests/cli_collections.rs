@@ -16,7 +16,8 @@ use std::fs;
 use std::path::Path;
 
 use vexfs_tests::{
-    args, assert_fsck_clean, require_root_and_fuse, vexfs_fails, vexfs_ok, Mount, MountOptions, TestVolume, MIB,
+    args, assert_fsck_clean, fvecs_bytes, require_root_and_fuse, vexfs_fails, vexfs_ok, Mount, MountOptions,
+    TestVolume, MIB,
 };
 
 const DIM: usize = 32;
@@ -44,15 +45,6 @@ impl Rng {
     fn vectors(&mut self, count: usize, dim: usize) -> Vec<f32> {
         (0..count * dim).map(|_| self.next_f32()).collect()
     }
-}
-
-fn fvecs_bytes(dim: usize, values: &[f32]) -> Vec<u8> {
-    let mut out = Vec::new();
-    for row in values.chunks(dim) {
-        out.extend_from_slice(&(dim as i32).to_le_bytes());
-        row.iter().for_each(|v| out.extend_from_slice(&v.to_le_bytes()));
-    }
-    out
 }
 
 /// An `.npy` file as `np.save` writes a C-order float32 array of shape (rows, dim): the magic,

@@ -17,7 +17,9 @@ use std::fs::{self, OpenOptions};
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
-use vexfs_tests::{args, require_root_and_fuse, sys, vexfs_fails, vexfs_ok, Mount, MountOptions, TestVolume, MIB};
+use vexfs_tests::{
+    args, fvecs_bytes, require_root_and_fuse, sys, vexfs_fails, vexfs_ok, Mount, MountOptions, TestVolume, MIB,
+};
 
 /// Documents on distinct subjects, and a question about each that paraphrases it.
 const SUBJECTS: [(&str, &str, &str); 7] = [
@@ -242,9 +244,7 @@ fn documents_are_found_by_paraphrased_questions() {
     vexfs_fails(&args!["search", &raw, "bread", "-k", "1"], "search", &["refused"]);
     vexfs_fails(&args!["search", &coll, "bread", "-k", "33"], "search", &["k = 33"]);
     let vectors = volume.dir().join("v.fvecs");
-    let mut fvecs = 384i32.to_le_bytes().to_vec();
-    fvecs.extend(std::iter::repeat_n(0.5f32.to_le_bytes(), 384).flatten());
-    fs::write(&vectors, fvecs).expect("writing vectors");
+    fs::write(&vectors, fvecs_bytes(384, &[0.5; 384])).expect("writing vectors");
     vexfs_fails(&args!["insert", &coll, &vectors], "insert", &["refused"]);
 
     // An embedding server that does not answer fails the create, and nothing is left behind.

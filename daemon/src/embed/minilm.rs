@@ -16,7 +16,8 @@ use candle_nn::VarBuilder;
 use tokenizers::{Tokenizer, TruncationParams};
 
 use super::bert::{Bert, BertConfig};
-use super::{normalize, EmbedError, Embedder};
+use super::{EmbedError, Embedder};
+use crate::vector::search::normalize;
 
 /// sentence-transformers' `max_seq_length` for this model (tokens, including [CLS] and [SEP]).
 pub const TOKENS_PER_TEXT_MAX: usize = 256;

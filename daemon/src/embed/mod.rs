@@ -163,14 +163,6 @@ pub fn from_spec(spec: &str, models_dir: &Path) -> Result<Box<dyn Embedder>, Emb
     }
 }
 
-/// Scales `vector` to unit L2 norm; a zero vector stays zero.
-pub(crate) fn normalize(vector: &mut [f32]) {
-    let norm = vector.iter().map(|x| x * x).sum::<f32>().sqrt();
-    if norm > 0.0 {
-        vector.iter_mut().for_each(|x| *x /= norm);
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
