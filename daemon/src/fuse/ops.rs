@@ -21,7 +21,7 @@ use crate::engine::items::XattrMode;
 use crate::engine::{Attr, EngineError, EngineHandle, SetAttr, TimeSet};
 use crate::storage::Storage;
 use crate::text::Texts;
-use crate::vector::Vectors;
+use crate::vector::{VectorError, Vectors};
 
 /// How long the kernel may cache entries and attributes without asking again. The daemon owns the
 /// volume exclusively (it holds the device lock) and every change to the namespace and to POSIX
@@ -63,8 +63,7 @@ impl<S: Storage> FuseDoor<S> {
         match self.vectors().record(ino) {
             Ok(Some(record)) => Ok(collections::xattrs(&record)),
             Ok(None) => Ok(Vec::new()),
-            Err(crate::vector::VectorError::Engine(e)) => Err(e),
-            Err(_) => Err(EngineError::Volume("collection record".to_owned())),
+            Err(e) => Err(engine_error(e)),
         }
     }
 
@@ -98,16 +97,21 @@ impl<S: Storage> FuseDoor<S> {
             self.engine.forget(child.ino, 1);
             if matches!(self.vectors().record(child.ino), Ok(Some(_))) {
                 // Written out first, so that nothing acknowledged is lost if the rmdir fails.
-                self.vectors().flush(child.ino).map_err(|e| match e {
-                    crate::vector::VectorError::Engine(e) => e,
-                    other => EngineError::Volume(other.to_string()),
-                })?;
+                self.vectors().flush(child.ino).map_err(engine_error)?;
                 self.texts.forget(child.ino);
                 self.vectors().forget(child.ino);
                 self.special.forget_collection(child.ino);
             }
         }
         self.engine.rmdir(parent, name)
+    }
+}
+
+/// A vector-service failure on a file-system path: the engine's own error, or EIO naming it.
+fn engine_error(error: VectorError) -> EngineError {
+    match error {
+        VectorError::Engine(e) => e,
+        other => EngineError::Volume(other.to_string()),
     }
 }
 
@@ -231,10 +235,7 @@ impl<S: Storage> FuseDoor<S> {
     }
 
     fn doc_fsync(&self, ino: u64) -> Result<(), EngineError> {
-        self.texts.fsync(ino).map_err(|e| match e {
-            crate::vector::VectorError::Engine(e) => e,
-            other => EngineError::Volume(other.to_string()),
-        })
+        self.texts.fsync(ino).map_err(engine_error)
     }
 
     fn notify(&self, send: impl FnOnce(&Notifier)) {
