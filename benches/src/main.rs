@@ -110,21 +110,21 @@ fn main() -> Result<()> {
         Cmd::Vectors { common: Common { small, dir, pairs } } => {
             let mut config = vectors::Config::new(small, &dir);
             config.pairs = pairs.max(1);
-            let (knn, durable, rates) = vectors::run(&config)?;
+            let report = vectors::run(&config)?;
             println!("`{command_line}`\n");
             println!(
                 "{}, search kernels: {}\n",
                 environment(&dir),
                 vexfs_daemon::vector::search::kernels::simd_level()
             );
-            print!("{}", table("FAISS", &knn));
+            print!("{}", table("FAISS", &report.knn));
             println!();
-            print!("{}", table("fio", &durable));
+            print!("{}", table("fio", &report.durable));
             println!();
             println!("| workload | unit | VexFS (median) | target | met |\n|---|---|---:|---:|---|");
-            println!("{}", vectors::insert_line(&rates));
-            let mut all = knn;
-            all.extend(durable);
+            println!("{}", vectors::insert_lines(&config, &report));
+            let mut all = report.knn;
+            all.extend(report.durable);
             println!("\n```\n{}```", checksums(&all));
         }
         Cmd::Embed { common: Common { small, dir, pairs }, documents, threads, seed, models_dir } => {

@@ -67,6 +67,11 @@ pub trait Storage: Send + Sync + fmt::Debug + 'static {
     /// Allocates a buffer of `len` bytes (a multiple of 4096), 4096-aligned and zeroed, from memory
     /// that the backend registered with the kernel where it can (io_uring fixed buffers).
     fn alloc_buffer(&self, len: usize) -> crate::io::IoBuf;
+    /// [`Storage::alloc_buffer`] for a caller that overwrites every byte before the buffer is
+    /// written: its bytes may be stale instead of zero.
+    fn alloc_write_buffer(&self, len: usize) -> crate::io::IoBuf {
+        self.alloc_buffer(len)
+    }
 }
 
 /// A shared storage is a storage: tests keep a handle on the simulator while the engine uses it.
@@ -89,5 +94,9 @@ impl<T: Storage> Storage for std::sync::Arc<T> {
 
     fn alloc_buffer(&self, len: usize) -> crate::io::IoBuf {
         (**self).alloc_buffer(len)
+    }
+
+    fn alloc_write_buffer(&self, len: usize) -> crate::io::IoBuf {
+        (**self).alloc_write_buffer(len)
     }
 }

@@ -855,7 +855,7 @@ fn index_docs<S: Storage>(inner: &Inner<S>, dir: u64, inos: &[u64]) -> Result<()
                 a.extend(r.attrs.iter().cloned());
                 attrs.push(a);
             }
-            inner.vectors.insert_chunks(dir, &ids, &flat, attrs)?;
+            inner.vectors.insert_chunks(dir, &ids, flat, attrs)?;
         }
         delete_chunks(inner, dir, r.ino, count as u32, old_chunks)?;
         update_doc(inner, dir, r.ino, |d| {

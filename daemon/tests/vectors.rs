@@ -132,7 +132,7 @@ fn every_metric_matches_brute_force_and_survives_reopen() {
         volume.vectors().create(dir, &spec).expect("create");
         let mut rng = Rng(round as u64 + 1);
         let data = rng.vectors(600, dim as usize);
-        let ids = volume.vectors().insert(dir, None, &data, Vec::new()).expect("insert");
+        let ids = volume.vectors().insert(dir, None, data.clone(), Vec::new()).expect("insert");
         assert_eq!(ids, (0..600).collect::<Vec<u64>>());
         let deleted: Vec<u64> = (0..600).step_by(7).collect();
         assert_eq!(volume.vectors().delete(dir, &deleted).expect("delete"), deleted.len() as u64);
@@ -173,7 +173,7 @@ fn range_and_filters() {
         })
         .collect();
     let ids: Vec<u64> = (1000..1300).collect();
-    volume.vectors().insert(dir, Some(&ids), &data, attrs).unwrap();
+    volume.vectors().insert(dir, Some(&ids), data.clone(), attrs).unwrap();
     let query = rng.vectors(1, dim);
     let filter = Filter::parse("parity = 1").expect("filter");
     let found = volume.vectors().knn(dir, &query, 5, Some(filter)).unwrap();
@@ -197,11 +197,11 @@ fn acknowledged_after_sync_survives_crash_images() {
     let dir = volume.collection("durable", dim, Metric::Dot, 2);
     let mut rng = Rng(9);
     let synced = rng.vectors(400, dim);
-    volume.vectors().insert(dir, None, &synced, Vec::new()).unwrap();
+    volume.vectors().insert(dir, None, synced.clone(), Vec::new()).unwrap();
     volume.vectors().sync(dir).unwrap();
     // More inserts and deletes that nobody syncs: a crash may keep any prefix of them.
     let unsynced = rng.vectors(5000, dim);
-    volume.vectors().insert(dir, None, &unsynced, Vec::new()).unwrap();
+    volume.vectors().insert(dir, None, unsynced.clone(), Vec::new()).unwrap();
     volume.vectors().flush_all().unwrap();
     volume.vectors().delete(dir, &[1, 2, 3]).unwrap();
     volume.vectors().flush_all().unwrap();
@@ -234,11 +234,11 @@ fn bad_input_is_refused_and_stores_nothing() {
         .contains("dimension 0"));
     v.create(dir, &CollectionSpec { dim: 4, metric: Metric::Cosine, shards: 0, text: None }).unwrap();
     assert!(v.create(dir, &CollectionSpec { dim: 4, metric: Metric::L2, shards: 0, text: None }).is_err());
-    assert!(err(v.insert(dir, None, &[1.0, 2.0, 3.0], Vec::new()).unwrap_err()).contains("dimension 4"));
-    assert!(err(v.insert(dir, None, &[1.0, f32::NAN, 3.0, 4.0], Vec::new()).unwrap_err()).contains("NaN"));
-    assert!(err(v.insert(dir, None, &[1.0, f32::INFINITY, 3.0, 4.0], Vec::new()).unwrap_err()).contains("inf"));
-    assert!(err(v.insert(dir, None, &[0.0; 4], Vec::new()).unwrap_err()).contains("zeros"));
-    assert!(err(v.insert(dir, Some(&[5, 5]), &[1.0; 8], Vec::new()).unwrap_err()).contains("twice"));
+    assert!(err(v.insert(dir, None, vec![1.0, 2.0, 3.0], Vec::new()).unwrap_err()).contains("dimension 4"));
+    assert!(err(v.insert(dir, None, vec![1.0, f32::NAN, 3.0, 4.0], Vec::new()).unwrap_err()).contains("NaN"));
+    assert!(err(v.insert(dir, None, vec![1.0, f32::INFINITY, 3.0, 4.0], Vec::new()).unwrap_err()).contains("inf"));
+    assert!(err(v.insert(dir, None, vec![0.0; 4], Vec::new()).unwrap_err()).contains("zeros"));
+    assert!(err(v.insert(dir, Some(&[5, 5]), vec![1.0; 8], Vec::new()).unwrap_err()).contains("twice"));
     assert!(err(v.knn(dir, &[1.0; 4], 0, None).unwrap_err()).contains("k = 0"));
     assert!(err(v.knn(dir, &[1.0; 4], 1 << 40, None).unwrap_err()).contains("k = "));
     assert!(matches!(v.knn(plain, &[1.0; 4], 1, None).unwrap_err(), VectorError::NotCollection(_)));
@@ -252,7 +252,7 @@ fn rmdir_frees_a_collection() {
     let v = volume.vectors();
     v.create(dir, &CollectionSpec { dim: 32, metric: Metric::L2, shards: 2, text: None }).unwrap();
     let free_before = v.engine().statfs().unwrap().blocks_free;
-    v.insert(dir, None, &Rng(3).vectors(2000, 32), Vec::new()).unwrap();
+    v.insert(dir, None, Rng(3).vectors(2000, 32), Vec::new()).unwrap();
     v.sync(dir).unwrap();
     assert!(v.engine().statfs().unwrap().blocks_free < free_before);
     v.forget(dir);
@@ -263,20 +263,93 @@ fn rmdir_frees_a_collection() {
     check_clean(&image);
 }
 
-/// Not a test: prints the in-memory insert rate (`cargo test --release --test vectors insert_rate -- --ignored --nocapture`).
-#[test]
-#[ignore]
-fn insert_rate() {
-    let volume = Volume::open(fresh_image());
-    let dim = 128usize;
-    let dir = volume.collection("rate", dim, Metric::L2, 0);
-    let batch = 10_000;
-    let data = Rng(1).vectors(batch, dim);
-    let start = std::time::Instant::now();
-    let rounds = 50;
-    for _ in 0..rounds {
-        volume.vectors().insert(dir, None, &data, Vec::new()).unwrap();
+/// One step of [`random_histories_match_a_model`].
+#[derive(Clone, Debug)]
+enum Step {
+    /// Insert vectors with these ids (seeded values); an id already stored is replaced.
+    Insert(Vec<u64>, u64),
+    Delete(Vec<u64>),
+    Reopen,
+}
+
+fn step_strategy() -> impl proptest::strategy::Strategy<Value = Step> {
+    use proptest::prelude::*;
+    // Ids from a small range, so inserts replace and deletes hit; ascending runs and shuffled
+    // batches both occur, which exercises the sorted run and the id map of every shard.
+    let ids = prop::collection::btree_set(0u64..120, 1..40);
+    prop_oneof![
+        4 => (ids.clone(), any::<u64>(), any::<bool>()).prop_map(|(set, seed, shuffle)| {
+            let mut ids: Vec<u64> = set.into_iter().collect();
+            if shuffle {
+                ids.reverse();
+            }
+            Step::Insert(ids, seed)
+        }),
+        2 => ids.prop_map(|set| Step::Delete(set.into_iter().collect())),
+        1 => Just(Step::Reopen),
+    ]
+}
+
+proptest::proptest! {
+    #![proptest_config(proptest::test_runner::Config { cases: 24, ..Default::default() })]
+
+    /// Any history of inserts (new ids, replaced ids, in any order), deletes and reopens leaves
+    /// exactly the model's vectors: k-NN over all of them equals the brute force, and attributes
+    /// follow their vectors.
+    #[test]
+    fn random_histories_match_a_model(steps in proptest::collection::vec(step_strategy(), 1..14)) {
+        let dim = 8usize;
+        let mut volume = Volume::open(fresh_image());
+        let dir = volume.collection("model", dim, Metric::L2, 3);
+        let mut model: std::collections::BTreeMap<u64, Vec<f32>> = Default::default();
+        for step in &steps {
+            match step {
+                Step::Insert(ids, seed) => {
+                    let data = Rng(*seed | 1).vectors(ids.len(), dim);
+                    let attrs: Vec<Attrs> =
+                        ids.iter().map(|&id| vec![("id".to_owned(), AttrValue::Int(id as i64))]).collect();
+                    volume.vectors().insert(dir, Some(ids), data.clone(), attrs).unwrap();
+                    for (i, &id) in ids.iter().enumerate() {
+                        model.insert(id, data[i * dim..(i + 1) * dim].to_vec());
+                    }
+                }
+                Step::Delete(ids) => {
+                    let expected = ids.iter().filter(|id| model.remove(id).is_some()).count();
+                    proptest::prop_assert_eq!(volume.vectors().delete(dir, ids).unwrap(), expected as u64);
+                }
+                Step::Reopen => volume = Volume::open(volume.close()),
+            }
+        }
+        let live: Vec<(u64, Vec<f32>)> = model.iter().map(|(id, v)| (*id, v.clone())).collect();
+        let query = Rng(77).vectors(1, dim);
+        let found = volume.vectors().knn(dir, &query, 200, None).unwrap();
+        assert_same(&found[0], &brute_force(Metric::L2, &live, &query, 200));
+        proptest::prop_assert_eq!(volume.vectors().stats(dir).unwrap().vectors, model.len() as u64);
+        let probe: Vec<u64> = (0..120).collect();
+        for (id, attrs) in probe.iter().zip(volume.vectors().attrs(dir, &probe).unwrap()) {
+            let expected = model.contains_key(id).then(|| vec![("id".to_owned(), AttrValue::Int(*id as i64))]);
+            proptest::prop_assert_eq!(attrs, expected, "attributes of id {}", id);
+        }
     }
-    let secs = start.elapsed().as_secs_f64();
-    println!("{} vectors/s", (rounds * batch) as f64 / secs);
+}
+
+#[test]
+fn a_failed_log_append_fails_sync_and_keeps_the_vectors_searchable() {
+    let volume = Volume::open(fresh_image());
+    let dim = 4usize;
+    let dir = volume.collection("failing", dim, Metric::L2, 1);
+    let data = Rng(5).vectors(100, dim);
+    volume.vectors().insert(dir, None, data.clone(), Vec::new()).unwrap();
+    volume.sim.fail_writes_after(0);
+    let error = volume.vectors().sync(dir).unwrap_err();
+    assert_eq!(error.errno(), libc::EIO, "{error}");
+    // The log cannot grow past the failed append: later syncs fail too, with the shard named.
+    volume.sim.clear_faults();
+    volume.vectors().insert(dir, None, Rng(6).vectors(10, dim), Vec::new()).unwrap();
+    let again = volume.vectors().sync(dir).unwrap_err();
+    assert!(matches!(again, VectorError::LogFailed { .. }), "{again}");
+    // What was acknowledged is still searchable.
+    let found = volume.vectors().knn(dir, &data[..dim], 1, None).unwrap();
+    assert_eq!(found[0][0].id, 0);
+    assert_eq!(volume.vectors().stats(dir).unwrap().vectors, 110);
 }

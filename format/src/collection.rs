@@ -557,13 +557,14 @@ pub fn record_len(count: usize, dim: u32, attrs_bytes: usize) -> usize {
 }
 
 /// Appends one insert record to `out`. Panics on caller bugs: no ids, a dimension outside
-/// 1..=[`DIM_MAX`], `vectors.len() != ids.len() × dim`, a non-finite value, `attrs` neither empty
+/// 1..=[`DIM_MAX`], `vectors.len() != ids.len() × dim`, a non-finite value (checked in debug builds only: callers
+/// validate before they encode), `attrs` neither empty
 /// nor one entry per id, invalid attributes, or a record longer than [`LOG_RECORD_BYTES_MAX`].
 pub fn encode_insert(out: &mut Vec<u8>, seq: u64, dim: u32, ids: &[u64], vectors: &[f32], attrs: &[Attrs]) {
     assert!(!ids.is_empty(), "an insert record holds at least one vector");
     assert!((1..=DIM_MAX).contains(&dim), "dimension {dim} is not in 1..={DIM_MAX}");
     assert_eq!(vectors.len(), ids.len() * dim as usize, "vectors must hold ids.len() × dim values");
-    assert!(vectors.iter().all(|value| value.is_finite()), "vectors must be finite");
+    debug_assert!(vectors.iter().all(|value| value.is_finite()), "vectors must be finite");
     assert!(attrs.is_empty() || attrs.len() == ids.len(), "attrs must be empty or hold one entry per id");
     let start = out.len();
     out.resize(start + LOG_HEADER_SIZE, 0);
@@ -821,6 +822,11 @@ fn le_f32s(bytes: &[u8]) -> Vec<f32> {
 }
 
 fn put_u64s(out: &mut Vec<u8>, values: &[u64]) {
+    if cfg!(target_endian = "little") {
+        // The encoding is the memory image: one copy, no per-value loop.
+        out.extend_from_slice(values.as_bytes());
+        return;
+    }
     let start = out.len();
     out.resize(start + 8 * values.len(), 0);
     for (target, value) in out[start..].chunks_exact_mut(8).zip(values) {
@@ -829,6 +835,11 @@ fn put_u64s(out: &mut Vec<u8>, values: &[u64]) {
 }
 
 fn put_f32s(out: &mut Vec<u8>, values: &[f32]) {
+    if cfg!(target_endian = "little") {
+        // The encoding is the memory image: one copy, no per-value loop.
+        out.extend_from_slice(values.as_bytes());
+        return;
+    }
     let start = out.len();
     out.resize(start + 4 * values.len(), 0);
     for (target, value) in out[start..].chunks_exact_mut(4).zip(values) {

@@ -47,6 +47,11 @@ struct Args {
     /// process, no network) or `ollama:http://HOST:PORT:MODEL` (an Ollama server's embeddings API).
     #[arg(long, default_value = embed::SPEC_DEFAULT)]
     embedder: String,
+    /// Memory for the rows of vector collections, faulted in at start and kept, e.g. 1G. Rows
+    /// beyond it take memory as they arrive. Where first writes to fresh memory are slow (virtual
+    /// machines whose host backs guest memory lazily), a reserve lets inserts run at memory speed.
+    #[arg(long, default_value = "0", value_parser = vexfs_format::units::parse_size)]
+    vector_memory: u64,
     /// Directory of the builtin models, one subdirectory per model (scripts/setup.sh installs
     /// all-MiniLM-L6-v2 there).
     #[arg(long)]
@@ -121,6 +126,8 @@ fn serve(args: &Args) -> Result<()> {
     tracing::info!(device = %args.device.display(), mount = %args.mount.display(), threads, transport, "serving");
     let signals = watch_signals(&args.mount)?;
     let workers = std::thread::available_parallelism().map_or(1, |n| n.get());
+    vexfs_daemon::io::rows::reserve(args.vector_memory as usize)
+        .with_context(|| format!("cannot reserve --vector-memory {}", args.vector_memory))?;
     let vectors = Arc::new(Vectors::new(engine.handle(), workers));
     let text_options = TextOptions { models_dir, default_embedder: args.embedder.clone() };
     let texts = Arc::new(Texts::new(Arc::clone(&vectors), text_options));

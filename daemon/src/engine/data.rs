@@ -30,7 +30,7 @@ pub const FILE_SIZE_MAX: u64 = 1 << 50;
 /// Extents a single freeing step removes; bounds the blocks one operation dirties.
 const FREE_EXTENTS_STEP: usize = 48;
 /// Bytes one write or read moves per device batch.
-const CHUNK_BYTES: u64 = 1 << 20;
+const CHUNK_BYTES: u64 = 4 << 20;
 
 /// fallocate modes (the Linux `FALLOC_FL_*` values).
 pub mod falloc {
@@ -234,7 +234,9 @@ impl<S: Storage> EngineHandle<S> {
     fn write_pieces(&self, offset: u64, data: &[u8], old_size: u64, pieces: &[Piece]) -> Result<()> {
         let first = pieces[0].file_block;
         let count: u64 = pieces.iter().map(|p| p.count).sum();
-        let mut staging = self.shared.storage.alloc_buffer((count * BLOCK) as usize);
+        // Every byte is overwritten below: the data, and the partial first and last blocks by
+        // `load_partial` (read back or zeroed).
+        let mut staging = self.shared.storage.alloc_write_buffer((count * BLOCK) as usize);
         let head = offset - first * BLOCK;
         let tail_end = head + data.len() as u64;
         let partial_head = head != 0;

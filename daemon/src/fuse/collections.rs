@@ -27,7 +27,7 @@ fn fail(error: VectorError) -> i32 {
         VectorError::Invalid(_) | VectorError::NotCollection(_) => true,
         VectorError::Engine(e) => !matches!(e, EngineError::Io(_) | EngineError::Corrupt(_) | EngineError::Failed),
         VectorError::Embed(e) => matches!(e, crate::embed::EmbedError::BadSpec { .. }),
-        VectorError::Corrupt { .. } | VectorError::Closed => false,
+        VectorError::Corrupt { .. } | VectorError::LogFailed { .. } | VectorError::Closed => false,
     };
     if caller_error {
         tracing::info!(%error, "collection request refused");
@@ -125,7 +125,7 @@ fn insert<S: Storage>(vectors: &Vectors<S>, dir: u64, data: &[u8]) -> IoctlResul
     } else {
         (None, floats(&request.payload[..need]))
     };
-    let assigned = vectors.insert(dir, ids.as_deref(), &values, Vec::new()).map_err(fail)?;
+    let assigned = vectors.insert(dir, ids.as_deref(), values, Vec::new()).map_err(fail)?;
     if request.flags & ioctl::INSERT_SYNC != 0 {
         vectors.sync(dir).map_err(fail)?;
     }

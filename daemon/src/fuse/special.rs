@@ -414,7 +414,7 @@ impl Special {
         let result = loop {
             match parse_batch(&buf[used..]) {
                 Ok(Some((batch, len))) => {
-                    let inserted = vectors.insert(dir, batch.ids.as_deref(), &batch.values, Vec::new());
+                    let inserted = vectors.insert(dir, batch.ids.as_deref(), batch.values, Vec::new());
                     if let Err(error) = inserted {
                         break Err(error);
                     }

@@ -14,7 +14,8 @@
 //!   `1 << k`; it is either on exactly one free list or owned by exactly one [`IoBuf`].
 //! - No block crosses a 1 GiB boundary, so each block lies inside one registered iovec and has one
 //!   `buf_index`.
-//! - Every buffer handed out is zeroed and 4096-aligned, from the arena or from the heap.
+//! - Every buffer handed out is 4096-aligned, from the arena or from the heap, and zeroed unless
+//!   its caller asked for one to overwrite ([`Arena::alloc_for_overwrite`]).
 
 use std::alloc::{self, Layout};
 use std::collections::BTreeSet;
@@ -127,6 +128,17 @@ impl Arena {
     /// A zeroed, 4096-aligned buffer of `len` bytes (a positive multiple of 4096), from the arena
     /// if a block is free, otherwise from the heap.
     pub fn alloc(self: &Arc<Self>, len: usize) -> IoBuf {
+        let mut buf = self.alloc_for_overwrite(len);
+        if buf.is_registered() {
+            buf.fill(0);
+        }
+        buf
+    }
+
+    /// [`Arena::alloc`] without zeroing an arena block: its bytes are whatever the block held
+    /// last. For a caller that overwrites every byte before the buffer reaches a device, such as
+    /// a staging buffer for a write, where zeroing would be a wasted pass over the memory.
+    pub fn alloc_for_overwrite(self: &Arc<Self>, len: usize) -> IoBuf {
         assert_buf_len(len);
         let order = order_for(len);
         let page = order.and_then(|order| self.free.lock().take(order));
@@ -135,9 +147,6 @@ impl Arena {
             return IoBuf::heap(len);
         };
         let ptr = self.page_ptr(page);
-        // The block [page, page + 2^order pages) was just taken off a free list; len <= its size.
-        // SAFETY: this thread holds the only reference to the block, and the range lies inside it.
-        unsafe { ptr::write_bytes(ptr.as_ptr(), 0, len) };
         IoBuf { ptr, len, origin: Origin::Arena { arena: Arc::clone(self), page, order } }
     }
 

@@ -4,6 +4,8 @@
 //! Codemap:
 //! - [`Arena`] and [`IoBuf`]: 4096-aligned, zeroed buffers carved from one `mmap` region that every
 //!   ring registers as fixed buffers.
+//! - [`rows::RowVec`]: growable arrays for the vector tables in row memory the process keeps
+//!   (a pool of populated huge-page chunks, moved into place with `mremap`).
 //! - [`Device`]: opens an image file or a block device with `O_DIRECT`, locks it and reads its
 //!   geometry.
 //! - [`Ring`]: one io_uring with the device registered as fixed file 0, and the queue-depth API for
@@ -60,6 +62,7 @@
 pub mod arena;
 pub mod device;
 pub mod ring;
+pub mod rows;
 pub mod sim;
 mod sys;
 pub mod uring;

@@ -127,6 +127,10 @@ impl Storage for UringStorage {
     fn alloc_buffer(&self, len: usize) -> IoBuf {
         self.arena.alloc(len)
     }
+
+    fn alloc_write_buffer(&self, len: usize) -> IoBuf {
+        self.arena.alloc_for_overwrite(len)
+    }
 }
 
 impl UringStorage {

@@ -7,6 +7,7 @@
 pub mod search;
 mod service;
 mod shard;
+mod writer;
 
 pub use service::{CollectionSpec, CollectionStats, Vectors, K_MAX, QUERIES_MAX, RANGE_LIMIT_MAX};
 pub use shard::ShardStats;
@@ -23,6 +24,9 @@ pub enum VectorError {
     NotCollection(u64),
     #[error("shard log {shard} at byte {offset}: {reason}")]
     Corrupt { shard: u64, offset: u64, reason: String },
+    /// An earlier append to this shard log failed; its later changes cannot be made durable.
+    #[error("shard log {shard} cannot be written: {reason}")]
+    LogFailed { shard: u64, reason: String, errno: i32 },
     #[error("the vector service is shutting down")]
     Closed,
     /// A text collection's embedder could not be loaded or failed.
@@ -43,6 +47,7 @@ impl VectorError {
             VectorError::Invalid(_) => libc::EINVAL,
             VectorError::NotCollection(_) => libc::ENOTTY,
             VectorError::Corrupt { .. } => libc::EIO,
+            VectorError::LogFailed { errno, .. } => *errno,
             VectorError::Closed => libc::ESHUTDOWN,
             VectorError::Embed(e) => e.errno(),
             VectorError::Engine(e) => e.errno(),

@@ -21,14 +21,12 @@ use vexfs_format::collection::{
     validate_attrs, AttrValue, Attrs, CollectionRecord, ElemType, Metric, TextParams, DIM_MAX, SHARDS_MAX,
 };
 
-use super::search::{self, filter::Filter, Neighbor};
+use super::search::{self, filter::Filter, kernels, Neighbor};
 use super::shard::{Shard, ShardStats};
+use super::writer::LogWriter;
 use super::VectorError;
 use crate::engine::EngineHandle;
 use crate::storage::Storage;
-
-/// Batch buffers kept for reuse.
-const SPARE_BUFFERS: usize = 4;
 
 /// How long a shard worker waits without work before it writes its pending records out.
 const FLUSH_IDLE: Duration = Duration::from_secs(1);
@@ -74,10 +72,10 @@ pub struct CollectionStats {
 
 type Job = Box<dyn FnOnce(&mut Owned) + Send>;
 
-/// What one worker owns: shards by shard-log inode.
-#[derive(Default)]
+/// What one worker owns: shards by shard-log inode, and the writer of their logs.
 struct Owned {
     shards: HashMap<u64, Shard>,
+    writer: LogWriter,
 }
 
 struct Worker {
@@ -100,6 +98,10 @@ struct Part {
     rows: Vec<u32>,
     ids: Vec<u64>,
     attrs: Vec<Attrs>,
+    /// ‖row‖² per row, computed by the owner before the rows are applied.
+    sq_norms: Vec<f32>,
+    /// The index in the batch of the first value that is not finite, if any.
+    bad: Option<usize>,
 }
 
 /// An open collection.
@@ -114,8 +116,6 @@ pub struct Vectors<S: Storage> {
     engine: EngineHandle<S>,
     workers: Vec<Worker>,
     open: Mutex<HashMap<u64, Arc<Open>>>,
-    /// Batch buffers to reuse (see `insert`).
-    spare: Mutex<Vec<Vec<f32>>>,
 }
 
 impl<S: Storage> Vectors<S> {
@@ -127,12 +127,12 @@ impl<S: Storage> Vectors<S> {
                 let engine = engine.clone();
                 let thread = std::thread::Builder::new()
                     .name(format!("vexfs-shard-{index}"))
-                    .spawn(move || worker_loop(queue, engine))
+                    .spawn(move || worker_loop(queue, engine, index))
                     .expect("spawn a shard worker");
                 Worker { jobs, thread: Some(thread) }
             })
             .collect();
-        Vectors { engine, workers, open: Mutex::new(HashMap::new()), spare: Mutex::new(Vec::new()) }
+        Vectors { engine, workers, open: Mutex::new(HashMap::new()) }
     }
 
     pub fn engine(&self) -> &EngineHandle<S> {
@@ -179,7 +179,7 @@ impl<S: Storage> Vectors<S> {
         &self,
         dir: u64,
         ids: Option<&[u64]>,
-        vectors: &[f32],
+        vectors: Vec<f32>,
         attrs: Vec<Attrs>,
     ) -> Result<Vec<u64>, VectorError> {
         let open = self.open(dir)?;
@@ -197,7 +197,7 @@ impl<S: Storage> Vectors<S> {
         &self,
         dir: u64,
         ids: &[u64],
-        vectors: &[f32],
+        vectors: Vec<f32>,
         attrs: Vec<Attrs>,
     ) -> Result<Vec<u64>, VectorError> {
         let open = self.open(dir)?;
@@ -208,7 +208,7 @@ impl<S: Storage> Vectors<S> {
         &self,
         open: &Arc<Open>,
         ids: Option<&[u64]>,
-        vectors: &[f32],
+        mut vectors: Vec<f32>,
         attrs: Vec<Attrs>,
         reserved_keys: bool,
     ) -> Result<Vec<u64>, VectorError> {
@@ -232,21 +232,12 @@ impl<S: Storage> Vectors<S> {
             validate_attrs(a, reserved_keys)
                 .map_err(|e| VectorError::invalid(format!("vector {i}: attributes: {e}")))?;
         }
-        if let Some(bad) = vectors.iter().position(|v| !v.is_finite()) {
-            return Err(VectorError::invalid(format!(
-                "vector {} component {} is {} (only finite values are stored)",
-                bad / dim,
-                bad % dim,
-                vectors[bad]
-            )));
-        }
-        // The one copy of the batch: the shard owners read their rows from it. Its buffer is
-        // recycled, so steady inserts do not fault in fresh memory for every batch.
-        let mut owned = self.spare.lock().pop().unwrap_or_default();
-        owned.clear();
-        owned.extend_from_slice(vectors);
-        let mut vectors = owned;
-        if open.record.metric == Metric::Cosine {
+        let cosine = open.record.metric == Metric::Cosine;
+        if cosine {
+            // Cosine rows are normalised here, so they are checked here, before.
+            if let Some(bad) = first_non_finite(&vectors) {
+                return Err(non_finite(&vectors, dim, bad));
+            }
             for (i, v) in vectors.chunks_exact_mut(dim).enumerate() {
                 if !search::normalize(v) {
                     return Err(VectorError::invalid(format!("vector {i} is all zeros: cosine needs a direction")));
@@ -281,26 +272,29 @@ impl<S: Storage> Vectors<S> {
             }
         }
         let batch = Arc::new(vectors);
-        let engine = self.engine.clone();
+        // First pass, on the owners in parallel: each part's squared norms, which also check the
+        // values (a NaN or an infinity makes a norm non-finite). Nothing is applied unless every
+        // part passes, so a bad value anywhere stores nothing.
         let jobs = parts.into_iter().map(|part| (Arc::clone(&batch), part)).collect();
-        self.on_shards(open, jobs, move |shard, (batch, part)| {
+        let parts = self.on_shards(open, jobs, move |_, (batch, mut part)| {
+            measure_rows(&batch, dim, &mut part);
+            Ok((batch, part))
+        })?;
+        if let Some(bad) = parts.iter().filter_map(|(_, part)| part.bad).min() {
+            return Err(non_finite(&batch, dim, bad));
+        }
+        self.on_owned_shards(open, parts, move |shard, writer, (batch, part)| {
             if part.ids.is_empty() {
                 return Ok(());
             }
             let attrs = if part.attrs.iter().all(|a| a.is_empty()) { Vec::new() } else { part.attrs };
-            shard.insert_rows(&part.ids, &batch, &part.rows, attrs);
+            shard.insert_rows(&part.ids, &batch, &part.rows, &part.sq_norms, attrs);
             shard.compact();
             if shard.wants_flush() {
-                shard.flush(&engine)?;
+                shard.flush_async(writer)?;
             }
             Ok(())
         })?;
-        if let Ok(buffer) = Arc::try_unwrap(batch) {
-            let mut spare = self.spare.lock();
-            if spare.len() < SPARE_BUFFERS {
-                spare.push(buffer);
-            }
-        }
         open.counters.inserts.fetch_add(count as u64, Ordering::Relaxed);
         Ok(ids)
     }
@@ -398,9 +392,8 @@ impl<S: Storage> Vectors<S> {
     /// Writes `dir`'s pending changes to its shard logs (durable at the engine's next commit).
     pub fn flush(&self, dir: u64) -> Result<(), VectorError> {
         let open = self.open(dir)?;
-        let engine = self.engine.clone();
         let parts = vec![(); open.record.shards.len()];
-        self.on_shards(&open, parts, move |shard, ()| shard.flush(&engine))?;
+        self.on_owned_shards(&open, parts, |shard, writer, ()| shard.flush(writer))?;
         Ok(())
     }
 
@@ -474,6 +467,7 @@ impl<S: Storage> Vectors<S> {
         let shards = open.record.shards.clone();
         let _ = self.run_on(&shards, parts, |owned, ino, ()| {
             owned.shards.remove(&ino);
+            owned.writer.forget(ino);
             Ok(())
         });
     }
@@ -546,9 +540,23 @@ impl<S: Storage> Vectors<S> {
         P: Send + 'static,
         R: Send + 'static,
     {
+        self.on_owned_shards(open, parts, move |shard, _, part| f(shard, part))
+    }
+
+    /// [`Vectors::on_shards`] with the owner's log writer.
+    fn on_owned_shards<P, R>(
+        &self,
+        open: &Open,
+        parts: Vec<P>,
+        f: impl Fn(&mut Shard, &mut LogWriter, P) -> Result<R, VectorError> + Send + Sync + 'static,
+    ) -> Result<Vec<R>, VectorError>
+    where
+        P: Send + 'static,
+        R: Send + 'static,
+    {
         self.run_on(&open.record.shards, parts, move |owned, ino, part| {
             let shard = owned.shards.get_mut(&ino).ok_or(VectorError::Closed)?;
-            f(shard, part)
+            f(shard, &mut owned.writer, part)
         })
     }
 
@@ -604,14 +612,14 @@ impl<S: Storage> Drop for Vectors<S> {
 /// Runs jobs; when idle for [`FLUSH_IDLE`], writes its shards' pending records to their logs, so
 /// that acknowledged vectors nobody syncs still reach the device within the engine's commit
 /// interval after that, as unsynced file data does.
-fn worker_loop<S: Storage>(queue: Receiver<Job>, engine: EngineHandle<S>) {
-    let mut owned = Owned::default();
+fn worker_loop<S: Storage>(queue: Receiver<Job>, engine: EngineHandle<S>, index: usize) {
+    let mut owned = Owned { shards: HashMap::new(), writer: LogWriter::start(engine, index) };
     loop {
         match queue.recv_timeout(FLUSH_IDLE) {
             Ok(job) => job(&mut owned),
             Err(crossbeam_channel::RecvTimeoutError::Timeout) => {
                 for shard in owned.shards.values_mut() {
-                    if let Err(error) = shard.flush(&engine) {
+                    if let Err(error) = shard.flush(&mut owned.writer) {
                         tracing::error!(%error, "writing a shard log in the background failed");
                     }
                 }
@@ -619,4 +627,46 @@ fn worker_loop<S: Storage>(queue: Receiver<Job>, engine: EngineHandle<S>) {
             Err(crossbeam_channel::RecvTimeoutError::Disconnected) => return,
         }
     }
+}
+
+/// Fills `part.sq_norms` with the squared norms of its rows of `batch`, or sets `part.bad` to the
+/// first value that is not finite.
+fn measure_rows(batch: &[f32], dim: usize, part: &mut Part) {
+    part.sq_norms.reserve_exact(part.rows.len());
+    for &row in &part.rows {
+        let values = &batch[row as usize * dim..(row as usize + 1) * dim];
+        let sq_norm = kernels::norm_squared(values);
+        // A finite norm proves every value finite; a non-finite one may also come from large
+        // finite values whose squares overflow, so look.
+        if !sq_norm.is_finite() {
+            if let Some(at) = values.iter().position(|v| !v.is_finite()) {
+                part.bad = Some(row as usize * dim + at);
+                return;
+            }
+        }
+        part.sq_norms.push(sq_norm);
+    }
+}
+
+fn non_finite(batch: &[f32], dim: usize, bad: usize) -> VectorError {
+    VectorError::invalid(format!(
+        "vector {} component {} is {} (only finite values are stored)",
+        bad / dim,
+        bad % dim,
+        batch[bad]
+    ))
+}
+
+/// The index of the first NaN or infinity in `values`. Checks blocks with a branch-free fold the
+/// compiler vectorises, and looks for the position only in a block that has one.
+fn first_non_finite(values: &[f32]) -> Option<usize> {
+    const BLOCK: usize = 1024;
+    values.chunks(BLOCK).enumerate().find_map(|(block, chunk)| {
+        let finite = chunk.iter().fold(true, |all, v| all & v.is_finite());
+        if finite {
+            None
+        } else {
+            chunk.iter().position(|v| !v.is_finite()).map(|at| block * BLOCK + at)
+        }
+    })
 }

@@ -2,11 +2,12 @@
 //! shard log on the device that makes them durable.
 //!
 //! Invariants:
-//! - Every change is appended to `pending` (encoded log records) before it is applied in memory,
-//!   in the same order; [`Shard::flush`] writes `pending` at the end of the log. So the log, read
-//!   from the start, rebuilds exactly the memory state at the last flush.
+//! - Every change is encoded into `pending` (log records) by the same call that applies it in
+//!   memory, in the same order; [`Shard::flush`] writes `pending` at the end of the log. So the
+//!   log, read from the start, rebuilds exactly the memory state at the last flush.
 //! - Rows are never moved except by [`Shard::compact`]; a deleted or replaced row stays in place,
-//!   marked dead, until then. `index` maps each live id to its row.
+//!   marked dead, until then. Each live id is in exactly one of the sorted run
+//!   (`ids[..run]`) and `index`.
 //! - A shard is touched only by the worker thread that owns it (see [`super::service`]).
 
 use rustc_hash::FxHashMap;
@@ -16,17 +17,17 @@ use vexfs_format::collection::{
 };
 
 use super::search::{self, filter::Filter, kernels, Neighbor, VectorSet};
+use super::writer::LogWriter;
 use super::VectorError;
 use crate::engine::EngineHandle;
+use crate::io::rows::RowVec;
 use crate::storage::Storage;
 
 /// Bytes of encoded records kept before they are written to the log on their own.
-const PENDING_FLUSH_BYTES: usize = 8 << 20;
+pub const PENDING_FLUSH_BYTES: usize = 8 << 20;
 /// Encoded bytes per insert record, at most (one vector may exceed it); the format allows up to
 /// `LOG_RECORD_BYTES_MAX`.
 const RECORD_BYTES_TARGET: usize = 16 << 20;
-/// Rows a shard's table starts with when the first vector arrives.
-const ROWS_INITIAL: usize = 4096;
 /// Bytes read from the log per request while replaying.
 const REPLAY_READ_BYTES: u32 = 4 << 20;
 
@@ -45,23 +46,28 @@ pub struct Shard {
     /// The shard log's inode.
     ino: u64,
     dim: usize,
-    ids: Vec<u64>,
-    data: Vec<f32>,
-    sq_norms: Vec<f32>,
-    /// Attributes per row; rows without any share the empty vector.
-    attrs: Vec<Option<Box<Attrs>>>,
+    /// Per row: id, vector and squared norm, in row memory ([`RowVec`]: kept across tables and
+    /// grown without copying).
+    ids: RowVec<u64>,
+    data: RowVec<f32>,
+    sq_norms: RowVec<f32>,
     live: Vec<bool>,
-    /// Id to row. FxHash: ids are trusted integers, and SipHash's flooding resistance would
-    /// cost more than the rest of an insert.
+    /// Attributes of the rows that have any.
+    attrs: FxHashMap<u32, Box<Attrs>>,
+    /// Rows `0..run` hold strictly ascending ids and are found by binary search on `ids`: ids the
+    /// collection assigns, and most callers' ids, arrive in ascending order, and a sorted run
+    /// costs no memory and no hashing. Other rows are in `index`.
+    run: usize,
+    /// Id to row for rows at or after `run`. FxHash: ids are trusted integers, and SipHash's
+    /// flooding resistance would cost more than the rest of an insert.
     index: FxHashMap<u64, u32>,
+    live_count: usize,
     dead: usize,
     next_seq: u64,
     /// Bytes of the log on the device.
     log_end: u64,
     pending: Vec<u8>,
     max_id: Option<u64>,
-    /// Reused to gather a batch's rows, so steady inserts allocate nothing.
-    scratch: Vec<f32>,
 }
 
 impl Shard {
@@ -71,18 +77,19 @@ impl Shard {
         let mut shard = Shard {
             ino,
             dim,
-            ids: Vec::new(),
-            data: Vec::new(),
-            sq_norms: Vec::new(),
-            attrs: Vec::new(),
+            ids: RowVec::new(),
+            data: RowVec::new(),
+            sq_norms: RowVec::new(),
             live: Vec::new(),
+            attrs: FxHashMap::default(),
+            run: 0,
             index: FxHashMap::default(),
+            live_count: 0,
             dead: 0,
             next_seq: 0,
             log_end: 0,
             pending: Vec::new(),
             max_id: None,
-            scratch: Vec::new(),
         };
         let size = engine.file_size(ino)?;
         let mut buf: Vec<u8> = Vec::new();
@@ -101,7 +108,13 @@ impl Shard {
                     }
                     shard.next_seq = record.seq + 1;
                     match record.body {
-                        LogBody::Insert { ids, vectors, attrs } => shard.apply_insert(&ids, &vectors, attrs),
+                        LogBody::Insert { ids, vectors, attrs } => {
+                            let mut attrs = attrs.into_iter();
+                            shard.reserve(ids.len());
+                            for (&id, row) in ids.iter().zip(vectors.chunks_exact(dim)) {
+                                shard.append(id, row, kernels::norm_squared(row), attrs.next().unwrap_or_default());
+                            }
+                        }
                         LogBody::Delete { ids } => {
                             shard.apply_delete(&ids);
                         }
@@ -131,49 +144,57 @@ impl Shard {
         Ok(shard)
     }
 
-    /// Inserts the `rows` of `batch` (row-major vectors of this shard's dimension) with `ids`.
-    pub fn insert_rows(&mut self, ids: &[u64], batch: &[f32], rows: &[u32], attrs: Vec<Attrs>) {
+    /// Inserts (or replaces) the `rows` of `batch` (row-major vectors of this shard's dimension,
+    /// validated and, for cosine, normalised) with `ids`, their squared norms ([`kernels::norm_squared`])
+    /// and `attrs` (empty, or one per row). The rows are copied once, into the table; the log
+    /// records are encoded from the table.
+    pub fn insert_rows(&mut self, ids: &[u64], batch: &[f32], rows: &[u32], sq_norms: &[f32], attrs: Vec<Attrs>) {
         let dim = self.dim;
-        let mut gathered = std::mem::take(&mut self.scratch);
-        gathered.clear();
-        for &row in rows {
-            let row = row as usize;
-            gathered.extend_from_slice(&batch[row * dim..(row + 1) * dim]);
+        let first = self.ids.len();
+        self.reserve(rows.len());
+        if self.pending.capacity() == 0 {
+            // Room for a flush's worth without growing (growing copies); untouched capacity
+            // costs no memory.
+            self.pending.reserve(2 * PENDING_FLUSH_BYTES);
         }
-        self.insert(ids, &gathered, attrs);
-        self.scratch = gathered;
-    }
-
-    /// Inserts (or replaces) vectors. `vectors` are validated and, for cosine, normalised.
-    pub fn insert(&mut self, ids: &[u64], vectors: &[f32], attrs: Vec<Attrs>) {
+        let mut attrs = attrs.into_iter();
+        for ((&id, &row), &sq_norm) in ids.iter().zip(rows).zip(sq_norms) {
+            let row = row as usize;
+            self.append(id, &batch[row * dim..(row + 1) * dim], sq_norm, attrs.next().unwrap_or_default());
+        }
         // One log record per RECORD_BYTES_TARGET or so, far below the format's record limit.
-        let dim = self.dim;
-        let mut start = 0;
-        while start < ids.len() {
+        let last = self.ids.len();
+        let mut start = first;
+        while start < last {
             let mut end = start;
             let mut bytes = 0usize;
-            while end < ids.len() && (end == start || bytes < RECORD_BYTES_TARGET) {
-                bytes += 8 + dim * 4 + attrs.get(end).map_or(0, |a| 4 + encoded_attrs_len(a));
+            while end < last && (end == start || bytes < RECORD_BYTES_TARGET) {
+                bytes += 8 + dim * 4 + self.attrs.get(&(end as u32)).map_or(0, |a| 4 + encoded_attrs_len(a));
                 end += 1;
             }
-            let part_attrs = if attrs.is_empty() { &[][..] } else { &attrs[start..end] };
+            let part_attrs: Vec<Attrs> = if (start..end).any(|row| self.attrs.contains_key(&(row as u32))) {
+                (start..end)
+                    .map(|row| self.attrs.get(&(row as u32)).map_or_else(Attrs::new, |a| (**a).clone()))
+                    .collect()
+            } else {
+                Vec::new()
+            };
             encode_insert(
                 &mut self.pending,
                 self.next_seq,
                 dim as u32,
-                &ids[start..end],
-                &vectors[start * dim..end * dim],
-                part_attrs,
+                &self.ids[start..end],
+                &self.data[start * dim..end * dim],
+                &part_attrs,
             );
             self.next_seq += 1;
             start = end;
         }
-        self.apply_insert(ids, vectors, attrs);
     }
 
     /// Deletes the vectors with these ids; returns how many existed.
     pub fn delete(&mut self, ids: &[u64]) -> usize {
-        let present: Vec<u64> = ids.iter().copied().filter(|id| self.index.contains_key(id)).collect();
+        let present: Vec<u64> = ids.iter().copied().filter(|&id| self.row_of(id).is_some()).collect();
         if present.is_empty() {
             return 0;
         }
@@ -187,18 +208,24 @@ impl Shard {
         self.pending.len() >= PENDING_FLUSH_BYTES
     }
 
-    /// Appends everything pending to the log. Durable once the engine has synced.
-    pub fn flush<S: Storage>(&mut self, engine: &EngineHandle<S>) -> Result<(), VectorError> {
+    /// Hands everything pending to `writer`, to be appended to the log; returns without waiting
+    /// for the device.
+    pub fn flush_async(&mut self, writer: &mut LogWriter) -> Result<(), VectorError> {
         if self.pending.is_empty() {
             return Ok(());
         }
-        engine.write(self.ino, self.log_end, &self.pending)?;
-        self.log_end += self.pending.len() as u64;
-        self.pending.clear();
-        if self.pending.capacity() > PENDING_FLUSH_BYTES * 2 {
-            self.pending.shrink_to(PENDING_FLUSH_BYTES);
-        }
+        let len = self.pending.len() as u64;
+        let spare = writer.append(self.ino, self.log_end, std::mem::take(&mut self.pending))?;
+        self.pending = spare;
+        self.log_end += len;
         Ok(())
+    }
+
+    /// Appends everything pending to the log and waits until it is written. Durable once the
+    /// engine has synced.
+    pub fn flush(&mut self, writer: &mut LogWriter) -> Result<(), VectorError> {
+        self.flush_async(writer)?;
+        writer.wait_idle(self.ino)
     }
 
     pub fn knn(&self, metric: Metric, queries: &[f32], k: usize, filter: Option<&Filter>) -> Vec<Vec<Neighbor>> {
@@ -220,8 +247,8 @@ impl Shard {
 
     /// The attributes of the vector with `id`, if it is stored.
     pub fn attrs_of(&self, id: u64) -> Option<Attrs> {
-        let row = *self.index.get(&id)? as usize;
-        Some(self.attrs[row].as_deref().cloned().unwrap_or_default())
+        let row = self.row_of(id)?;
+        Some(self.attrs.get(&row).map_or_else(Attrs::new, |a| (**a).clone()))
     }
 
     /// Every stored id with the value of its attribute `key`, if it has one.
@@ -229,7 +256,7 @@ impl Shard {
         (0..self.ids.len())
             .filter(|&row| self.live[row])
             .map(|row| {
-                let value = self.attrs[row].as_deref().and_then(|a| a.iter().find(|(k, _)| k == key));
+                let value = self.attrs.get(&(row as u32)).and_then(|a| a.iter().find(|(k, _)| k == key));
                 (self.ids[row], value.map(|(_, v)| v.clone()))
             })
             .collect()
@@ -240,10 +267,10 @@ impl Shard {
             + self.sq_norms.capacity() * 4
             + self.ids.capacity() * 8
             + self.live.capacity()
-            + self.attrs.capacity() * std::mem::size_of::<Option<Box<Attrs>>>()
+            + self.attrs.capacity() * 16
             + self.index.capacity() * 16;
         ShardStats {
-            vectors: self.index.len() as u64,
+            vectors: self.live_count as u64,
             dead_rows: self.dead as u64,
             log_bytes: self.log_end,
             pending_bytes: self.pending.len() as u64,
@@ -252,13 +279,17 @@ impl Shard {
         }
     }
 
-    /// Drops dead rows from memory when they are at least half of all rows.
+    /// Drops dead rows from memory when they are at least half of all rows. Rows keep their
+    /// order, so the sorted run stays sorted.
     pub fn compact(&mut self) {
         if self.dead == 0 || self.dead * 2 < self.ids.len() {
             return;
         }
         let dim = self.dim;
+        let mut attrs = std::mem::take(&mut self.attrs);
+        self.index.clear();
         let mut write = 0usize;
+        let mut run = 0usize;
         for row in 0..self.ids.len() {
             if !self.live[row] {
                 continue;
@@ -267,8 +298,14 @@ impl Shard {
                 self.ids[write] = self.ids[row];
                 self.sq_norms[write] = self.sq_norms[row];
                 self.data.copy_within(row * dim..(row + 1) * dim, write * dim);
-                self.attrs[write] = self.attrs[row].take();
                 self.live[write] = true;
+            }
+            if let Some(a) = attrs.remove(&(row as u32)) {
+                self.attrs.insert(write as u32, a);
+            }
+            if row < self.run {
+                run = write + 1;
+            } else {
                 self.index.insert(self.ids[write], write as u32);
             }
             write += 1;
@@ -276,8 +313,8 @@ impl Shard {
         self.ids.truncate(write);
         self.sq_norms.truncate(write);
         self.data.truncate(write * dim);
-        self.attrs.truncate(write);
         self.live.truncate(write);
+        self.run = run;
         self.dead = 0;
     }
 
@@ -286,55 +323,68 @@ impl Shard {
     }
 
     fn keeps(&self, row: usize, filter: Option<&Filter>) -> bool {
-        self.live[row] && filter.is_none_or(|f| f.matches(self.attrs[row].as_deref().map_or(&[][..], |a| a.as_slice())))
+        self.live[row]
+            && filter.is_none_or(|f| f.matches(self.attrs.get(&(row as u32)).map_or(&[][..], |a| a.as_slice())))
     }
 
-    fn apply_insert(&mut self, ids: &[u64], vectors: &[f32], attrs: Vec<Attrs>) {
-        let dim = self.dim;
-        let mut attrs = attrs.into_iter();
-        self.reserve(ids.len());
-        self.data.extend_from_slice(vectors);
-        for (i, &id) in ids.iter().enumerate() {
-            let row = self.ids.len() as u32;
-            if let Some(old) = self.index.insert(id, row) {
-                self.live[old as usize] = false;
-                self.attrs[old as usize] = None;
-                self.dead += 1;
+    /// The row holding the live vector `id`.
+    fn row_of(&self, id: u64) -> Option<u32> {
+        if let Some(&row) = self.index.get(&id) {
+            return Some(row);
+        }
+        if self.run == 0 || id > self.ids[self.run - 1] {
+            return None;
+        }
+        let row = self.ids[..self.run].binary_search(&id).ok()?;
+        self.live[row].then_some(row as u32)
+    }
+
+    /// Appends one row (room reserved by the caller), replacing the vector with the same id.
+    fn append(&mut self, id: u64, vector: &[f32], sq_norm: f32, attrs: Attrs) {
+        let row = self.ids.len();
+        let ascending = self.run == row && (row == 0 || id > self.ids[row - 1]);
+        if !ascending {
+            if let Some(old) = self.row_of(id) {
+                self.kill(old);
             }
-            self.ids.push(id);
-            self.sq_norms.push(kernels::norm_squared(&vectors[i * dim..(i + 1) * dim]));
-            self.live.push(true);
-            let a = attrs.next().filter(|a| !a.is_empty()).map(Box::new);
-            self.attrs.push(a);
-            self.max_id = Some(self.max_id.map_or(id, |m| m.max(id)));
         }
+        self.ids.push(id);
+        self.data.extend_from_slice(vector);
+        self.sq_norms.push(sq_norm);
+        self.live.push(true);
+        if ascending {
+            self.run = row + 1;
+        } else {
+            self.index.insert(id, row as u32);
+        }
+        if !attrs.is_empty() {
+            self.attrs.insert(row as u32, Box::new(attrs));
+        }
+        self.live_count += 1;
+        self.max_id = Some(self.max_id.map_or(id, |m| m.max(id)));
     }
 
-    /// Room for `more` rows. The row table grows by doubling, and its memory is advised onto
-    /// huge pages: growing a shard then faults in 2 MiB at a time instead of 4 KiB.
+    fn kill(&mut self, row: u32) {
+        self.live[row as usize] = false;
+        self.attrs.remove(&row);
+        self.index.remove(&self.ids[row as usize]);
+        self.live_count -= 1;
+        self.dead += 1;
+    }
+
+    /// Room for `more` rows.
     fn reserve(&mut self, more: usize) {
-        let need = self.data.len() + more * self.dim;
-        if need <= self.data.capacity() {
-            return;
-        }
-        let target = need.max(self.data.capacity() * 2).max(ROWS_INITIAL * self.dim);
-        self.data.reserve_exact(target - self.data.len());
-        crate::io::advise_huge_pages(self.data.spare_capacity_mut());
-        let rows = target / self.dim;
-        self.ids.reserve(rows.saturating_sub(self.ids.len()));
-        self.sq_norms.reserve(rows.saturating_sub(self.sq_norms.len()));
-        self.live.reserve(rows.saturating_sub(self.live.len()));
-        self.attrs.reserve(rows.saturating_sub(self.attrs.len()));
-        self.index.reserve(more);
+        self.ids.reserve(more);
+        self.data.reserve(more * self.dim);
+        self.sq_norms.reserve(more);
+        self.live.reserve(more);
     }
 
     fn apply_delete(&mut self, ids: &[u64]) -> usize {
         let mut removed = 0;
-        for id in ids {
-            if let Some(row) = self.index.remove(id) {
-                self.live[row as usize] = false;
-                self.attrs[row as usize] = None;
-                self.dead += 1;
+        for &id in ids {
+            if let Some(row) = self.row_of(id) {
+                self.kill(row);
                 removed += 1;
             }
         }
