@@ -215,8 +215,9 @@ impl<T: Copy> RowVec<T> {
 
     pub fn extend_from_slice(&mut self, values: &[T]) {
         self.reserve(values.len());
-        // SAFETY: `reserve` made room for `values.len()` elements after `len`, and the source
-        // (a shared borrow) cannot overlap the mapping this `&mut self` owns.
+        // `reserve` made room for `values.len()` elements after `len`, and the source (a shared
+        // borrow) cannot overlap the mapping this `&mut self` owns.
+        // SAFETY: the destination is writable room inside our mapping; the ranges are disjoint.
         unsafe { ptr::copy_nonoverlapping(values.as_ptr(), self.base.cast::<T>().add(self.len), values.len()) };
         self.len += values.len();
         self.note_len();
@@ -240,8 +241,8 @@ impl<T: Copy> RowVec<T> {
             let cap = need.max(self.cap * 2).max(CHUNK).next_multiple_of(CHUNK);
             let base = map_aligned(cap)?;
             for i in 0..self.filled {
-                // SAFETY: chunk i of the old mapping is ours alone; its target lies in the new
-                // mapping, which nothing refers to yet.
+                // Chunk i of the old mapping is ours alone; its target lies in the new mapping.
+                // SAFETY: both ranges belong to this RowVec and nothing else refers to them.
                 unsafe { move_chunk(self.base as usize + i * CHUNK, base as usize + i * CHUNK)? };
             }
             if self.cap > self.filled * CHUNK {
@@ -262,8 +263,8 @@ impl<T: Copy> RowVec<T> {
         };
         for (slot, &chunk) in taken.iter().enumerate() {
             let index = self.filled + slot;
-            // SAFETY: the pool handed this chunk to us alone; the target chunk lies past every
-            // chunk written so far, so it holds nothing.
+            // The pool handed this chunk to us alone; the target lies past every chunk written.
+            // SAFETY: both ranges are ours alone and the target holds nothing.
             unsafe { move_chunk(chunk, self.base as usize + index * CHUNK)? };
             self.from_pool[index] = true;
         }
@@ -286,8 +287,8 @@ impl<T: Copy> Drop for RowVec<T> {
             if backed && (pool.free.len() + 1) * CHUNK <= pool.keep {
                 pool.free.push(chunk);
             } else {
-                // SAFETY: the chunk is part of this RowVec's mapping, which nothing else refers
-                // to once it is dropped.
+                // The chunk is part of this RowVec's mapping, unreferenced once it is dropped.
+                // SAFETY: the range is ours alone and nothing refers to it any more.
                 unsafe { libc::munmap(chunk as *mut libc::c_void, CHUNK) };
             }
         }
@@ -299,8 +300,8 @@ impl<T: Copy> Deref for RowVec<T> {
 
     fn deref(&self) -> &[T] {
         match NonNull::new(self.base.cast::<T>()) {
-            // SAFETY: the first `len` elements of the mapping are initialised and the mapping
-            // lives as long as `self`.
+            // The first `len` elements are initialised and the mapping lives as long as `self`.
+            // SAFETY: initialised elements of a live mapping, borrowed for `self`'s lifetime.
             Some(base) => unsafe { std::slice::from_raw_parts(base.as_ptr(), self.len) },
             None => &[],
         }

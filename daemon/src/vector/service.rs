@@ -484,7 +484,7 @@ impl<S: Storage> Vectors<S> {
         if queries.len() / dim > QUERIES_MAX {
             return Err(VectorError::invalid(format!("{} queries: at most {QUERIES_MAX}", queries.len() / dim)));
         }
-        if let Some(bad) = queries.iter().position(|v| !v.is_finite()) {
+        if let Some(bad) = first_non_finite(queries) {
             return Err(VectorError::invalid(format!(
                 "query {} component {} is {}",
                 bad / dim,
