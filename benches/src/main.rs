@@ -37,6 +37,9 @@ enum Cmd {
     Vectors {
         #[command(flatten)]
         common: Common,
+        /// Run only these workloads (default: all).
+        #[arg(long, value_enum, value_delimiter = ',')]
+        only: Vec<vectors::Workload>,
     },
     /// The builtin text embedder (all-MiniLM-L6-v2 with candle) against sentence-transformers
     /// running the same model on the same CPUs, in documents per second (needs benches/setup.sh
@@ -107,9 +110,12 @@ fn main() -> Result<()> {
             print!("{}", table("host", &rows));
             println!("\n```\n{}```", checksums(&rows));
         }
-        Cmd::Vectors { common: Common { small, dir, pairs } } => {
+        Cmd::Vectors { common: Common { small, dir, pairs }, only } => {
             let mut config = vectors::Config::new(small, &dir);
             config.pairs = pairs.max(1);
+            if !only.is_empty() {
+                config.workloads = only;
+            }
             let report = vectors::run(&config)?;
             println!("`{command_line}`\n");
             println!(
@@ -117,12 +123,16 @@ fn main() -> Result<()> {
                 environment(&dir),
                 vexfs_daemon::vector::search::kernels::simd_level()
             );
-            print!("{}", table("FAISS", &report.knn));
-            println!();
-            print!("{}", table("fio", &report.durable));
-            println!();
-            println!("| workload | unit | VexFS (median) | target | met |\n|---|---|---:|---:|---|");
-            println!("{}", vectors::insert_lines(&config, &report));
+            if !report.knn.is_empty() {
+                println!("{}", table("FAISS", &report.knn));
+            }
+            if !report.durable.is_empty() {
+                println!("{}", table("fio", &report.durable));
+            }
+            if !report.rates.is_empty() {
+                println!("| workload | unit | VexFS (median) | target | met |\n|---|---|---:|---:|---|");
+                println!("{}", vectors::insert_lines(&config, &report));
+            }
             let mut all = report.knn;
             all.extend(report.durable);
             println!("\n```\n{}```", checksums(&all));

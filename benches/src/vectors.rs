@@ -29,8 +29,20 @@ pub const INSERT_TARGET: f64 = 3.2e6;
 /// Target: durable inserts at least this fraction of fio's sequential write bandwidth.
 pub const DURABLE_TARGET: f64 = 0.8;
 
+/// The parts of the run, selectable with `vexfs-bench vectors --only`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum Workload {
+    /// Exact k-NN against FAISS.
+    Knn,
+    /// Inserts acknowledged in memory.
+    Insert,
+    /// Durable inserts against fio.
+    Durable,
+}
+
 #[derive(Clone, Debug)]
 pub struct Config {
+    pub workloads: Vec<Workload>,
     pub dir: PathBuf,
     /// The real data set (float16 .npy files; see `../shared/README.md`).
     pub data: PathBuf,
@@ -48,6 +60,7 @@ pub struct Config {
 impl Config {
     pub fn new(small: bool, dir: &Path) -> Config {
         Config {
+            workloads: vec![Workload::Knn, Workload::Insert, Workload::Durable],
             dir: dir.to_path_buf(),
             data: crate::workspace_root().join("../shared/data/wordnet-minilm"),
             python: crate::venv_python(),
@@ -119,22 +132,32 @@ pub struct Report {
     pub durable: Vec<Row>,
     /// Inserts acknowledged in memory, rows in reserved memory: one rate per round.
     pub rates: Vec<f64>,
-    /// The same with rows in fresh memory (before any reserve).
-    pub cold_rate: f64,
+    /// The same with rows in fresh memory (before any reserve); None when not measured.
+    pub cold_rate: Option<f64>,
 }
 
 /// Runs every comparison.
 pub fn run(config: &Config) -> Result<Report> {
     std::fs::create_dir_all(&config.dir)?;
-    ensure!(config.python.exists(), "{} not found: run benches/setup.sh first", config.python.display());
-    let knn = knn_rows(config)?;
-    // Nothing is reserved yet, and the k-NN tables have been unmapped: this round's rows fault in
-    // fresh memory.
-    let cold_rate = insert_rates(config, 1)?[0];
+    let wants = |workload| config.workloads.contains(&workload);
+    let mut report = Report { knn: Vec::new(), durable: Vec::new(), rates: Vec::new(), cold_rate: None };
+    if wants(Workload::Knn) {
+        ensure!(config.python.exists(), "{} not found: run benches/setup.sh first", config.python.display());
+        report.knn = knn_rows(config)?;
+    }
+    if wants(Workload::Insert) {
+        // Nothing is reserved yet, and the k-NN tables have been unmapped: this round's rows
+        // fault in fresh memory.
+        report.cold_rate = Some(insert_rates(config, 1)?[0]);
+    }
     vexfs_daemon::io::rows::reserve(config.vector_memory).context("reserve row memory")?;
-    let rates = insert_rates(config, config.pairs)?;
-    let durable = durable_rows(config)?;
-    Ok(Report { knn, durable, rates, cold_rate })
+    if wants(Workload::Insert) {
+        report.rates = insert_rates(config, config.pairs)?;
+    }
+    if wants(Workload::Durable) {
+        report.durable = durable_rows(config)?;
+    }
+    Ok(report)
 }
 
 fn anchor(config: &Config, args: &[&str]) -> Result<serde_json::Value> {
@@ -346,6 +369,6 @@ pub fn insert_lines(config: &Config, report: &Report) -> String {
         config.vector_memory >> 20,
         m / 1e6,
         INSERT_TARGET / 1e6,
-        report.cold_rate / 1e6,
+        report.cold_rate.unwrap_or(f64::NAN) / 1e6,
     )
 }
