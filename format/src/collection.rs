@@ -411,31 +411,36 @@ pub fn encoded_attrs_len(attrs: &Attrs) -> usize {
 /// Appends the encoding of one vector's attributes to `out`. Panics if they are invalid
 /// ([`validate_attrs`] with reserved keys allowed).
 pub fn encode_attrs(attrs: &Attrs, out: &mut Vec<u8>) {
+    let start = out.len();
+    put_attrs(out, attrs);
+    debug_assert_eq!(out.len() - start, encoded_attrs_len(attrs));
+}
+
+/// Writes the encoding of one vector's attributes to `out`. Panics if they are invalid.
+fn put_attrs(out: &mut impl Sink, attrs: &Attrs) {
     if let Err(what) = validate_attrs(attrs, true) {
         panic!("encoding invalid attributes: {what}");
     }
-    let start = out.len();
-    out.extend_from_slice(&(attrs.len() as u16).to_le_bytes());
+    out.put(&(attrs.len() as u16).to_le_bytes());
     for (key, value) in attrs {
-        out.push(key.len() as u8);
-        out.extend_from_slice(key.as_bytes());
+        out.put(&[key.len() as u8]);
+        out.put(key.as_bytes());
         match value {
             AttrValue::Int(int) => {
-                out.push(ATTR_TYPE_INT);
-                out.extend_from_slice(&int.to_le_bytes());
+                out.put(&[ATTR_TYPE_INT]);
+                out.put(&int.to_le_bytes());
             }
             AttrValue::Float(float) => {
-                out.push(ATTR_TYPE_FLOAT);
-                out.extend_from_slice(&float.to_bits().to_le_bytes());
+                out.put(&[ATTR_TYPE_FLOAT]);
+                out.put(&float.to_bits().to_le_bytes());
             }
             AttrValue::Str(text) => {
-                out.push(ATTR_TYPE_STR);
-                out.extend_from_slice(&(text.len() as u16).to_le_bytes());
-                out.extend_from_slice(text.as_bytes());
+                out.put(&[ATTR_TYPE_STR]);
+                out.put(&(text.len() as u16).to_le_bytes());
+                out.put(text.as_bytes());
             }
         }
     }
-    debug_assert_eq!(out.len() - start, encoded_attrs_len(attrs));
 }
 
 /// Decodes one vector's attributes: exactly the bytes of one encoding, validated as
@@ -556,46 +561,92 @@ pub fn record_len(count: usize, dim: u32, attrs_bytes: usize) -> usize {
     padded(LOG_HEADER_SIZE + 8 * count + 4 * count * dim as usize + attrs)
 }
 
-/// Appends one insert record to `out`. Panics on caller bugs: no ids, a dimension outside
-/// 1..=[`DIM_MAX`], `vectors.len() != ids.len() × dim`, a non-finite value (checked in debug builds only: callers
-/// validate before they encode), `attrs` neither empty
-/// nor one entry per id, invalid attributes, or a record longer than [`LOG_RECORD_BYTES_MAX`].
+/// The encoded length of an insert record of `ids.len()` vectors of dimension `dim` with these
+/// attribute sets (empty, or one per id), padding included: [`record_len`] with the attributes
+/// measured.
+pub fn insert_record_len(count: usize, dim: u32, attrs: &[Attrs]) -> usize {
+    record_len(count, dim, attrs.iter().map(encoded_attrs_len).sum())
+}
+
+/// Appends one insert record to `out`: [`encode_insert_rows`] of the row-major `vectors`.
+/// Panics also when `vectors.len() != ids.len() × dim`.
 pub fn encode_insert(out: &mut Vec<u8>, seq: u64, dim: u32, ids: &[u64], vectors: &[f32], attrs: &[Attrs]) {
+    assert_eq!(vectors.len(), ids.len() * dim as usize, "vectors must hold ids.len() × dim values");
+    let start = out.len();
+    out.resize(start + insert_record_len(ids.len(), dim, attrs), 0);
+    let dim = dim as usize;
+    let row = |index: usize| &vectors[index * dim..(index + 1) * dim];
+    encode_insert_rows(&mut out[start..], seq, dim as u32, ids, row, attrs);
+}
+
+/// Writes one insert record over all of `out`, which must be exactly [`insert_record_len`] bytes
+/// long: vector `i` (id `ids[i]`) is `row(i)`. Writing into a caller's buffer lets a log writer
+/// encode straight into the block buffer it hands the device, from rows wherever they are.
+///
+/// Panics on caller bugs: no ids, a dimension outside 1..=[`DIM_MAX`], a row that is not `dim`
+/// values long, a non-finite value (checked in debug builds only: callers validate before they
+/// encode), `attrs` neither empty nor one entry per id, invalid attributes, a record longer than
+/// [`LOG_RECORD_BYTES_MAX`], or `out` of another length.
+pub fn encode_insert_rows<'v>(
+    out: &mut [u8],
+    seq: u64,
+    dim: u32,
+    ids: &[u64],
+    row: impl Fn(usize) -> &'v [f32],
+    attrs: &[Attrs],
+) {
     assert!(!ids.is_empty(), "an insert record holds at least one vector");
     assert!((1..=DIM_MAX).contains(&dim), "dimension {dim} is not in 1..={DIM_MAX}");
-    assert_eq!(vectors.len(), ids.len() * dim as usize, "vectors must hold ids.len() × dim values");
-    debug_assert!(vectors.iter().all(|value| value.is_finite()), "vectors must be finite");
     assert!(attrs.is_empty() || attrs.len() == ids.len(), "attrs must be empty or hold one entry per id");
-    let start = out.len();
-    out.resize(start + LOG_HEADER_SIZE, 0);
-    put_u64s(out, ids);
-    put_f32s(out, vectors);
+    let len = insert_record_len(ids.len(), dim, attrs);
+    assert!(len <= LOG_RECORD_BYTES_MAX, "a log record of {len} bytes exceeds LOG_RECORD_BYTES_MAX; split the batch");
+    assert_eq!(out.len(), len, "the output must be exactly the record's length");
+    let mut sink = SliceSink { out, at: LOG_HEADER_SIZE };
+    put_u64s(&mut sink, ids);
+    for index in 0..ids.len() {
+        let values = row(index);
+        assert_eq!(values.len(), dim as usize, "row {index} is not {dim} values long");
+        debug_assert!(values.iter().all(|value| value.is_finite()), "vectors must be finite");
+        put_f32s(&mut sink, values);
+    }
     let flags = if attrs.is_empty() {
         0
     } else {
-        let offsets_at = out.len();
-        out.resize(offsets_at + 4 * (attrs.len() + 1), 0);
-        let blob_at = out.len();
+        let offsets_at = sink.at;
+        sink.at += 4 * (attrs.len() + 1);
+        let blob_at = sink.at;
         for (index, set) in attrs.iter().enumerate() {
-            let offset = blob_offset(out.len() - blob_at);
-            out[offsets_at + 4 * index..][..4].copy_from_slice(&offset.to_le_bytes());
-            encode_attrs(set, out);
+            let offset = blob_offset(sink.at - blob_at);
+            sink.out[offsets_at + 4 * index..][..4].copy_from_slice(&offset.to_le_bytes());
+            put_attrs(&mut sink, set);
         }
-        let end = blob_offset(out.len() - blob_at);
-        out[offsets_at + 4 * attrs.len()..][..4].copy_from_slice(&end.to_le_bytes());
+        let end = blob_offset(sink.at - blob_at);
+        sink.out[offsets_at + 4 * attrs.len()..][..4].copy_from_slice(&end.to_le_bytes());
         LOG_FLAG_ATTRS
     };
-    finish_record(out, start, LogKind::Insert, flags, ids.len(), dim, seq);
+    let payload_len = sink.at - LOG_HEADER_SIZE;
+    finish_record(out, LogKind::Insert, flags, ids.len(), dim, seq, payload_len);
 }
 
 /// Appends one delete record to `out`. Panics when `ids` is empty or the record would be longer
 /// than [`LOG_RECORD_BYTES_MAX`].
 pub fn encode_delete(out: &mut Vec<u8>, seq: u64, ids: &[u64]) {
-    assert!(!ids.is_empty(), "a delete record holds at least one id");
     let start = out.len();
-    out.resize(start + LOG_HEADER_SIZE, 0);
-    put_u64s(out, ids);
-    finish_record(out, start, LogKind::Delete, 0, ids.len(), 0, seq);
+    out.resize(start + record_len(ids.len(), 0, 0), 0);
+    encode_delete_into(&mut out[start..], seq, ids);
+}
+
+/// Writes one delete record over all of `out`, which must be exactly
+/// [`record_len`]`(ids.len(), 0, 0)` bytes long. Panics when `ids` is empty, the record would be
+/// longer than [`LOG_RECORD_BYTES_MAX`], or `out` has another length.
+pub fn encode_delete_into(out: &mut [u8], seq: u64, ids: &[u64]) {
+    assert!(!ids.is_empty(), "a delete record holds at least one id");
+    let len = record_len(ids.len(), 0, 0);
+    assert!(len <= LOG_RECORD_BYTES_MAX, "a log record of {len} bytes exceeds LOG_RECORD_BYTES_MAX; split the batch");
+    assert_eq!(out.len(), len, "the output must be exactly the record's length");
+    let mut sink = SliceSink { out, at: LOG_HEADER_SIZE };
+    put_u64s(&mut sink, ids);
+    finish_record(out, LogKind::Delete, 0, ids.len(), 0, seq, 8 * ids.len());
 }
 
 /// An attribute blob offset; the record length limit keeps it in range.
@@ -604,16 +655,12 @@ fn blob_offset(offset: usize) -> u32 {
     offset as u32
 }
 
-/// Fills in the header of the record starting at `out[start]`, whose payload is the rest of
-/// `out`, and pads it.
-fn finish_record(out: &mut Vec<u8>, start: usize, kind: LogKind, flags: u8, count: usize, dim: u32, seq: u64) {
-    let payload = &out[start + LOG_HEADER_SIZE..];
-    let payload_len = payload.len();
-    assert!(
-        padded(LOG_HEADER_SIZE + payload_len) <= LOG_RECORD_BYTES_MAX,
-        "a log record of {} bytes exceeds LOG_RECORD_BYTES_MAX ({LOG_RECORD_BYTES_MAX}); split the batch",
-        LOG_HEADER_SIZE + payload_len
-    );
+/// Fills in the header of `record` (header, `payload_len` payload bytes, then padding to the end
+/// of the slice) and zeroes the padding.
+fn finish_record(record: &mut [u8], kind: LogKind, flags: u8, count: usize, dim: u32, seq: u64, payload_len: usize) {
+    let used = LOG_HEADER_SIZE + payload_len;
+    assert_eq!(record.len(), padded(used), "a record is its header and payload, padded");
+    record[used..].fill(0);
     let header = RawLogHeader {
         magic: LOG_MAGIC.into(),
         kind: kind as u8,
@@ -623,17 +670,15 @@ fn finish_record(out: &mut Vec<u8>, start: usize, kind: LogKind, flags: u8, coun
         dim: dim.into(),
         payload_len: (payload_len as u64).into(),
         seq: seq.into(),
-        payload_crc: crc32c::crc32c(payload).into(),
+        payload_crc: crc32c::crc32c(&record[LOG_HEADER_SIZE..used]).into(),
         header_crc: 0.into(),
         reserved1: [0; 24],
     };
-    let header_bytes = &mut out[start..start + LOG_HEADER_SIZE];
+    let header_bytes = &mut record[..LOG_HEADER_SIZE];
     header.write_to(header_bytes).expect("the header size is constant");
     let header_crc = crc32c::crc32c(header_bytes);
     header_bytes[HEADER_CRC_OFFSET..HEADER_CRC_OFFSET + 4].copy_from_slice(&header_crc.to_le_bytes());
-    let end = start + padded(LOG_HEADER_SIZE + payload_len);
-    out.resize(end, 0);
-    debug_assert_eq!(end - start, record_len(count, dim, attrs_blob_len(flags, count, payload_len, dim)));
+    debug_assert_eq!(record.len(), record_len(count, dim, attrs_blob_len(flags, count, payload_len, dim)));
 }
 
 /// The attribute blob length of a record, for the debug check of [`record_len`].
@@ -821,29 +866,50 @@ fn le_f32s(bytes: &[u8]) -> Vec<f32> {
     bytes.chunks_exact(4).map(|chunk| f32::from_le_bytes(array(chunk))).collect()
 }
 
-fn put_u64s(out: &mut Vec<u8>, values: &[u64]) {
-    if cfg!(target_endian = "little") {
-        // The encoding is the memory image: one copy, no per-value loop.
-        out.extend_from_slice(values.as_bytes());
-        return;
-    }
-    let start = out.len();
-    out.resize(start + 8 * values.len(), 0);
-    for (target, value) in out[start..].chunks_exact_mut(8).zip(values) {
-        target.copy_from_slice(&value.to_le_bytes());
+/// Where encoders write: the end of a `Vec`, or a slice sized in advance.
+trait Sink {
+    fn put(&mut self, bytes: &[u8]);
+}
+
+impl Sink for Vec<u8> {
+    fn put(&mut self, bytes: &[u8]) {
+        self.extend_from_slice(bytes);
     }
 }
 
-fn put_f32s(out: &mut Vec<u8>, values: &[f32]) {
+/// Writes a slice front to back; running past its end is a caller bug (lengths are computed
+/// before encoding) and panics.
+struct SliceSink<'a> {
+    out: &'a mut [u8],
+    at: usize,
+}
+
+impl Sink for SliceSink<'_> {
+    fn put(&mut self, bytes: &[u8]) {
+        self.out[self.at..self.at + bytes.len()].copy_from_slice(bytes);
+        self.at += bytes.len();
+    }
+}
+
+fn put_u64s(out: &mut impl Sink, values: &[u64]) {
     if cfg!(target_endian = "little") {
         // The encoding is the memory image: one copy, no per-value loop.
-        out.extend_from_slice(values.as_bytes());
+        out.put(values.as_bytes());
         return;
     }
-    let start = out.len();
-    out.resize(start + 4 * values.len(), 0);
-    for (target, value) in out[start..].chunks_exact_mut(4).zip(values) {
-        target.copy_from_slice(&value.to_le_bytes());
+    for value in values {
+        out.put(&value.to_le_bytes());
+    }
+}
+
+fn put_f32s(out: &mut impl Sink, values: &[f32]) {
+    if cfg!(target_endian = "little") {
+        // The encoding is the memory image: one copy, no per-value loop.
+        out.put(values.as_bytes());
+        return;
+    }
+    for value in values {
+        out.put(&value.to_le_bytes());
     }
 }
 
@@ -1428,6 +1494,36 @@ mod tests {
             let expected = LogRecord { seq, body };
             prop_assert_eq!(format!("{record:?}"), format!("{expected:?}"));
             prop_assert_eq!(encode(record.seq, dim, &record.body), encoded);
+        }
+
+        /// Encoding into a caller's buffer, rows gathered from anywhere, gives the bytes of
+        /// [`encode_insert`] over those rows, whatever the buffer held before (stale bytes too).
+        #[test]
+        fn rows_encode_in_place((dim, body) in log_body(), seq: u64, stale: u8, order_seed: u64) {
+            let LogBody::Insert { ids, vectors, attrs } = body else { return Ok(()) };
+            let dim_usize = dim as usize;
+            // The caller's rows sit in another order in a larger batch.
+            let mut at: Vec<usize> = (0..ids.len()).collect();
+            at.sort_by_key(|&i| (i as u64).wrapping_mul(order_seed | 1).rotate_left(17));
+            let mut batch = vec![0.0f32; (ids.len() + 1) * dim_usize];
+            for (i, &slot) in at.iter().enumerate() {
+                batch[(slot + 1) * dim_usize..(slot + 2) * dim_usize].copy_from_slice(&vectors[i * dim_usize..(i + 1) * dim_usize]);
+            }
+            let mut expected = Vec::new();
+            encode_insert(&mut expected, seq, dim, &ids, &vectors, &attrs);
+            let mut out = vec![stale; insert_record_len(ids.len(), dim, &attrs)];
+            let row = |i: usize| &batch[(at[i] + 1) * dim_usize..(at[i] + 2) * dim_usize];
+            encode_insert_rows(&mut out, seq, dim, &ids, row, &attrs);
+            prop_assert_eq!(out, expected);
+        }
+
+        #[test]
+        fn deletes_encode_in_place(ids in proptest::collection::vec(any::<u64>(), 1..50), seq: u64, stale: u8) {
+            let mut expected = Vec::new();
+            encode_delete(&mut expected, seq, &ids);
+            let mut out = vec![stale; record_len(ids.len(), 0, 0)];
+            encode_delete_into(&mut out, seq, &ids);
+            prop_assert_eq!(out, expected);
         }
 
         #[test]

@@ -103,8 +103,13 @@ fn serve(args: &Args) -> Result<()> {
     // Ring queue threads, and as many hand-off threads as workers.
     let queues = if uring { uring::possible_cpus().unwrap_or(0) + threads } else { 0 };
     let device = Device::open(&args.device, &DeviceOptions::default())?;
-    // The arena backs the metadata cache plus each serving thread's staging buffers for data I/O.
-    let arena_bytes = args.cache_size as usize + (threads + queues + 2) * (8 << 20) + (64 << 20);
+    let workers = std::thread::available_parallelism().map_or(1, |n| n.get());
+    // The arena backs the metadata cache, each serving thread's staging buffers for data I/O, and
+    // the block buffers of the vector workers' log writers.
+    let arena_bytes = args.cache_size as usize
+        + (threads + queues + 2) * (8 << 20)
+        + workers * vexfs_daemon::vector::LOG_ARENA_BYTES_PER_WORKER
+        + (64 << 20);
     let arena = Arena::new(arena_bytes).context("cannot allocate the I/O buffer arena")?;
     let storage = UringStorage::new(device, arena).context("cannot set up io_uring")?;
     let options = EngineOptions {
@@ -125,7 +130,6 @@ fn serve(args: &Args) -> Result<()> {
     let transport = if uring { "io_uring" } else { "/dev/fuse" };
     tracing::info!(device = %args.device.display(), mount = %args.mount.display(), threads, transport, "serving");
     let signals = watch_signals(&args.mount)?;
-    let workers = std::thread::available_parallelism().map_or(1, |n| n.get());
     vexfs_daemon::io::rows::reserve(args.vector_memory as usize)
         .with_context(|| format!("cannot reserve --vector-memory {}", args.vector_memory))?;
     let vectors = Arc::new(Vectors::new(engine.handle(), workers));

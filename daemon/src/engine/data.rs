@@ -31,6 +31,9 @@ pub const FILE_SIZE_MAX: u64 = 1 << 50;
 const FREE_EXTENTS_STEP: usize = 48;
 /// Bytes one write or read moves per device batch.
 const CHUNK_BYTES: u64 = 4 << 20;
+/// Bytes one [`EngineHandle::write_blocks`] may write: bounds the blocks one metadata operation
+/// reserves and links.
+pub const WRITE_BLOCKS_MAX: u64 = 64 << 20;
 
 /// fallocate modes (the Linux `FALLOC_FL_*` values).
 pub mod falloc {
@@ -193,23 +196,76 @@ impl<S: Storage> EngineHandle<S> {
         let mut done = 0u64;
         let mut blocks_changed = false;
         while done < data.len() as u64 {
-            let chunk_end = (offset + done + CHUNK_BYTES - (offset + done) % BLOCK).min(end);
+            let chunk_offset = offset + done;
+            let chunk_end = (chunk_offset + CHUNK_BYTES - chunk_offset % BLOCK).min(end);
             let chunk = &data[done as usize..(chunk_end - offset) as usize];
-            blocks_changed |= self.write_chunk(ino, offset + done, chunk)?;
+            let first = chunk_offset / BLOCK;
+            let count = chunk_end.div_ceil(BLOCK) - first;
+            blocks_changed |= self.write_chunk(ino, first, count, chunk_end, |old_size, pieces| {
+                self.write_pieces(chunk_offset, chunk, old_size, pieces)
+            })?;
             done = chunk_end - offset;
         }
         Ok(Written { len: data.len(), blocks_changed })
     }
 
-    /// One write of at most [`CHUNK_BYTES`]: plan, write the data, link the new blocks. Returns
-    /// whether the file's block count changed.
-    fn write_chunk(&self, ino: u64, offset: u64, data: &[u8]) -> Result<bool> {
-        let end = offset + data.len() as u64;
-        let first = offset / BLOCK;
-        let count = end.div_ceil(BLOCK) - first;
+    /// Writes whole blocks that the caller has laid out already, straight from its buffers: no
+    /// staging copy and no read of partial blocks. The buffers of `blocks` (each a multiple of
+    /// 4096 bytes, 4096-aligned in memory, ideally an [`IoBuf`] so the device takes it as a
+    /// registered buffer) follow each other in the file from `offset`, and the file grows to at
+    /// least `size`, which lies in the last block written. The bytes of that block past `size`
+    /// must be zero (the file's tail invariant), and the bytes of a block the file already holds
+    /// must repeat what it holds where they overlap it (they are written again): a log appending
+    /// through here keeps its partial last block in memory and writes it again, extended.
+    ///
+    /// All the blocks go to the device in one batch, so several buffers keep several requests in
+    /// flight, and are linked into the file in one metadata operation once all are written: a
+    /// crash before that leaves the file as it was.
+    pub fn write_blocks(&self, ino: u64, offset: u64, blocks: &[&[u8]], size: u64) -> Result<Written> {
+        assert!(offset.is_multiple_of(BLOCK), "write_blocks at offset {offset}, not a block boundary");
+        assert!(
+            blocks.iter().all(|b| !b.is_empty() && b.len().is_multiple_of(BLOCK_SIZE)),
+            "write_blocks of buffers that are not whole blocks"
+        );
+        let len: u64 = blocks.iter().map(|b| b.len() as u64).sum();
+        assert!((1..=WRITE_BLOCKS_MAX).contains(&len), "write_blocks of {len} bytes");
+        let end = offset.checked_add(len).ok_or(EngineError::FileTooBig)?;
+        assert!(size > end - BLOCK && size <= end, "size {size} is not in the last block of {offset}..{end}");
+        let last = blocks[blocks.len() - 1];
+        let tail = (size - (end - BLOCK)) as usize;
+        assert!(last[last.len() - BLOCK_SIZE + tail..].iter().all(|&b| b == 0), "bytes past the new size are not zero");
+        if end > FILE_SIZE_MAX {
+            return Err(EngineError::FileTooBig);
+        }
+        let lock = self.io_lock(ino);
+        let _guard = lock.write();
+        let blocks_changed = self.write_chunk(ino, offset / BLOCK, len / BLOCK, size, |_, pieces| {
+            self.shared.storage.write_batch(&piece_writes(blocks, pieces))?;
+            Ok(())
+        })?;
+        Ok(Written { len: len as usize, blocks_changed })
+    }
+
+    /// A 4096-aligned buffer of `len` bytes (a multiple of 4096) for [`EngineHandle::write_blocks`],
+    /// from the storage's registered memory where it has room; its bytes are stale, not zeroed.
+    pub fn block_buffer(&self, len: usize) -> IoBuf {
+        self.shared.storage.alloc_write_buffer(len)
+    }
+
+    /// One write of file blocks `first..first+count` (at most [`CHUNK_BYTES`]) that ends the
+    /// file's data at `end` or before: plan, `write` the data to the planned pieces (given the
+    /// old file size), link the new blocks. Returns whether the file's block count changed.
+    fn write_chunk(
+        &self,
+        ino: u64,
+        first: u64,
+        count: u64,
+        end: u64,
+        write: impl FnOnce(u64, &[Piece]) -> Result<()>,
+    ) -> Result<bool> {
         let (old_size, freed, pieces) = self.shared.run_retrying(|tx| plan_write(tx, ino, first, count, end))?;
         let allocated = pieces.iter().any(|piece| matches!(piece.place, Place::Reserved { .. }));
-        let written = self.write_pieces(offset, data, old_size, &pieces);
+        let written = write(old_size, &pieces);
         let now = self.shared.now();
         let linked = written.and_then(|()| self.shared.run(|tx| link_write(tx, ino, &pieces, end, now)));
         if linked.is_err() {
@@ -245,15 +301,7 @@ impl<S: Storage> EngineHandle<S> {
             self.load_partial(&mut staging, first, count, old_size, pieces, partial_head, partial_tail)?;
         }
         staging[head as usize..tail_end as usize].copy_from_slice(data);
-        let mut ops = Vec::with_capacity(pieces.len());
-        let mut at = 0usize;
-        for piece in pieces {
-            let len = (piece.count * BLOCK) as usize;
-            let device = piece.device_block(piece.file_block).expect("a planned write maps every block");
-            ops.push(WriteOp { offset: device * BLOCK, buf: &staging[at..at + len] });
-            at += len;
-        }
-        self.shared.storage.write_batch(&ops)?;
+        self.shared.storage.write_batch(&piece_writes(&[&staging], pieces))?;
         Ok(())
     }
 
@@ -487,9 +535,30 @@ impl<S: Storage> super::Shared<S> {
     }
 }
 
-/// Plans a write of blocks `first..first+count` ending at byte `end`: maps existing blocks and
-/// reserves new ones for holes. Returns the size before the write, whether blocks past the end of
-/// file were freed, and the pieces.
+/// The device writes that put `blocks` (the blocks of `pieces`, in order, in one or more
+/// buffers) in place: one per piece and buffer it overlaps.
+fn piece_writes<'a>(blocks: &[&'a [u8]], pieces: &[Piece]) -> Vec<WriteOp<'a>> {
+    let mut ops = Vec::with_capacity(pieces.len() + blocks.len());
+    let mut buffers = blocks.iter();
+    let mut rest: &'a [u8] = &[];
+    for piece in pieces {
+        let mut device = piece.device_block(piece.file_block).expect("a planned write maps every block") * BLOCK;
+        let mut left = (piece.count * BLOCK) as usize;
+        while left > 0 {
+            if rest.is_empty() {
+                rest = buffers.next().expect("the buffers cover the pieces");
+            }
+            let (now, later) = rest.split_at(left.min(rest.len()));
+            ops.push(WriteOp { offset: device, buf: now });
+            device += now.len() as u64;
+            left -= now.len();
+            rest = later;
+        }
+    }
+    assert!(rest.is_empty() && buffers.next().is_none(), "the pieces cover the buffers");
+    ops
+}
+
 fn plan_write<S: Storage>(
     tx: &mut Tx<'_, S>,
     ino: u64,

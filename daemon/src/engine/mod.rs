@@ -32,7 +32,7 @@ use std::time::Duration;
 use parking_lot::{Condvar, Mutex, RwLock};
 use vexfs_format::inode::Timestamp;
 
-pub use data::Written;
+pub use data::{Written, WRITE_BLOCKS_MAX};
 pub use error::{EngineError, Result};
 pub use fs::{Attr, DirItem, SetAttr, StatFs, TimeSet};
 

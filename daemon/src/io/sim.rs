@@ -11,9 +11,10 @@
 //!   lost, sectors are atomic, and no write lands at an address it was not sent to.
 //! - **I/O errors.** [`SimStorage::fail_reads_after`], [`SimStorage::fail_writes_after`] and
 //!   [`SimStorage::fail_flush_after`] let `n` more operations of that kind succeed; every later one
-//!   fails with `EIO` until [`SimStorage::clear_faults`], like a device that has died. A failed
-//!   write changes nothing; the writes before it in the batch stay applied. A failed flush makes
-//!   nothing durable.
+//!   fails with `EIO` until [`SimStorage::clear_faults`], like a device that has died.
+//!   [`SimStorage::fail_one_write_after`] fails only the write after the next `n`, like a transient
+//!   error (a path failover, a timeout). A failed write changes nothing; the writes before it in
+//!   the batch stay applied. A failed flush makes nothing durable.
 //!
 //! Every outcome is a pure function of the operation history and the seed.
 
@@ -61,6 +62,8 @@ struct SimState {
     unflushed: Vec<UnflushedWrite>,
     reads_left: Option<u64>,
     writes_left: Option<u64>,
+    /// Writes to let pass before the one write that fails ([`SimStorage::fail_one_write_after`]).
+    transient_write_in: Option<u64>,
     flushes_left: Option<u64>,
 }
 
@@ -95,6 +98,7 @@ impl SimStorage {
             unflushed: Vec::new(),
             reads_left: None,
             writes_left: None,
+            transient_write_in: None,
             flushes_left: None,
         };
         SimStorage { state: Mutex::new(state), geometry, options }
@@ -110,6 +114,11 @@ impl SimStorage {
         self.state.lock().writes_left = Some(n);
     }
 
+    /// Lets `n` more write operations succeed, fails the one after, and lets later ones succeed.
+    pub fn fail_one_write_after(&self, n: u64) {
+        self.state.lock().transient_write_in = Some(n);
+    }
+
     /// Lets `n` more flushes succeed; every later one fails.
     pub fn fail_flush_after(&self, n: u64) {
         self.state.lock().flushes_left = Some(n);
@@ -119,6 +128,7 @@ impl SimStorage {
         let mut state = self.state.lock();
         state.reads_left = None;
         state.writes_left = None;
+        state.transient_write_in = None;
         state.flushes_left = None;
     }
 
@@ -221,7 +231,18 @@ impl Storage for SimStorage {
         }
         let mut state = self.state.lock();
         for op in ops {
-            if !countdown(&mut state.writes_left) {
+            let transient = match state.transient_write_in {
+                Some(0) => {
+                    state.transient_write_in = None;
+                    true
+                }
+                Some(n) => {
+                    state.transient_write_in = Some(n - 1);
+                    false
+                }
+                None => false,
+            };
+            if !countdown(&mut state.writes_left) || transient {
                 return Err(IoError::Op { op: "write", offset: op.offset, source: injected() });
             }
             assert!(state.unflushed.len() < UNFLUSHED_WRITES_MAX, "{UNFLUSHED_WRITES_MAX} unflushed writes");

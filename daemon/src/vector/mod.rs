@@ -11,6 +11,7 @@ mod writer;
 
 pub use service::{CollectionSpec, CollectionStats, Vectors, K_MAX, QUERIES_MAX, RANGE_LIMIT_MAX};
 pub use shard::ShardStats;
+pub use writer::LOG_ARENA_BYTES_PER_WORKER;
 
 use crate::engine::EngineError;
 

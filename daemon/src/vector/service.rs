@@ -288,11 +288,8 @@ impl<S: Storage> Vectors<S> {
                 return Ok(());
             }
             let attrs = if part.attrs.iter().all(|a| a.is_empty()) { Vec::new() } else { part.attrs };
-            shard.insert_rows(&part.ids, &batch, &part.rows, &part.sq_norms, attrs);
+            shard.insert_rows(writer, batch, part.rows, part.ids, &part.sq_norms, attrs)?;
             shard.compact();
-            if shard.wants_flush() {
-                shard.flush_async(writer)?;
-            }
             Ok(())
         })?;
         open.counters.inserts.fetch_add(count as u64, Ordering::Relaxed);
@@ -307,11 +304,11 @@ impl<S: Storage> Vectors<S> {
         for &id in ids {
             parts[(id % shard_count) as usize].push(id);
         }
-        let counts = self.on_shards(&open, parts, |shard, ids| {
+        let counts = self.on_owned_shards(&open, parts, |shard, writer, ids| {
             if ids.is_empty() {
                 return Ok(0);
             }
-            let deleted = shard.delete(&ids);
+            let deleted = shard.delete(writer, &ids)?;
             shard.compact();
             Ok(deleted)
         })?;

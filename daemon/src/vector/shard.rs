@@ -2,9 +2,10 @@
 //! shard log on the device that makes them durable.
 //!
 //! Invariants:
-//! - Every change is encoded into `pending` (log records) by the same call that applies it in
-//!   memory, in the same order; [`Shard::flush`] writes `pending` at the end of the log. So the
-//!   log, read from the start, rebuilds exactly the memory state at the last flush.
+//! - Every change is handed to the owner's log writer as log records by the same call that applies
+//!   it in memory, in the same order, at the log offset that follows the records before it;
+//!   [`Shard::flush`] returns once the writer has written them. So the log, read from the start,
+//!   rebuilds exactly the memory state at the last flush.
 //! - Rows are never moved except by [`Shard::compact`]; a deleted or replaced row stays in place,
 //!   marked dead, until then. Each live id is in exactly one of the sorted run
 //!   (`ids[..run]`) and `index`.
@@ -12,22 +13,21 @@
 
 use rustc_hash::FxHashMap;
 
-use vexfs_format::collection::{
-    decode_record, encode_delete, encode_insert, encoded_attrs_len, AttrValue, Attrs, LogBody, LogError, Metric,
-};
+use std::sync::Arc;
+
+use vexfs_format::collection::{decode_record, encoded_attrs_len, AttrValue, Attrs, LogBody, LogError, Metric};
 
 use super::search::{self, filter::Filter, kernels, Neighbor, VectorSet};
-use super::writer::LogWriter;
+use super::writer::{InsertRecords, LogWriter, BUFFER_BYTES};
 use super::VectorError;
 use crate::engine::EngineHandle;
 use crate::io::rows::RowVec;
 use crate::storage::Storage;
 
-/// Bytes of encoded records kept before they are written to the log on their own.
-pub const PENDING_FLUSH_BYTES: usize = 8 << 20;
 /// Encoded bytes per insert record, at most (one vector may exceed it); the format allows up to
-/// `LOG_RECORD_BYTES_MAX`.
-const RECORD_BYTES_TARGET: usize = 16 << 20;
+/// `LOG_RECORD_BYTES_MAX`. A quarter of the log writer's buffer, so that records fill its buffers
+/// without leaving much of one unused.
+const RECORD_BYTES_TARGET: usize = BUFFER_BYTES / 4;
 /// Bytes read from the log per request while replaying.
 const REPLAY_READ_BYTES: u32 = 4 << 20;
 
@@ -64,9 +64,10 @@ pub struct Shard {
     live_count: usize,
     dead: usize,
     next_seq: u64,
-    /// Bytes of the log on the device.
+    /// The end of the log with every record handed to the writer.
     log_end: u64,
-    pending: Vec<u8>,
+    /// The end of the log at the last flush: everything before it is written.
+    flushed_end: u64,
     max_id: Option<u64>,
 }
 
@@ -88,7 +89,7 @@ impl Shard {
             dead: 0,
             next_seq: 0,
             log_end: 0,
-            pending: Vec::new(),
+            flushed_end: 0,
             max_id: None,
         };
         let size = engine.file_size(ino)?;
@@ -141,91 +142,76 @@ impl Shard {
             engine.truncate(ino, base)?;
         }
         shard.log_end = base;
+        shard.flushed_end = base;
         Ok(shard)
     }
 
     /// Inserts (or replaces) the `rows` of `batch` (row-major vectors of this shard's dimension,
     /// validated and, for cosine, normalised) with `ids`, their squared norms ([`kernels::norm_squared`])
-    /// and `attrs` (empty, or one per row). The rows are copied once, into the table; the log
-    /// records are encoded from the table.
-    pub fn insert_rows(&mut self, ids: &[u64], batch: &[f32], rows: &[u32], sq_norms: &[f32], attrs: Vec<Attrs>) {
+    /// and `attrs` (empty, or one per row), and hands their log records to `writer`. The rows are
+    /// copied once, into the table; the writer encodes the records from `batch`.
+    pub fn insert_rows(
+        &mut self,
+        writer: &mut LogWriter,
+        batch: Arc<Vec<f32>>,
+        rows: Vec<u32>,
+        ids: Vec<u64>,
+        sq_norms: &[f32],
+        attrs: Vec<Attrs>,
+    ) -> Result<(), VectorError> {
         let dim = self.dim;
-        let first = self.ids.len();
         self.reserve(rows.len());
-        if self.pending.capacity() == 0 {
-            // Room for a flush's worth without growing (growing copies); untouched capacity
-            // costs no memory.
-            self.pending.reserve(2 * PENDING_FLUSH_BYTES);
-        }
+        let log_attrs = attrs.clone();
         let mut attrs = attrs.into_iter();
-        for ((&id, &row), &sq_norm) in ids.iter().zip(rows).zip(sq_norms) {
+        for ((&id, &row), &sq_norm) in ids.iter().zip(&rows).zip(sq_norms) {
             let row = row as usize;
             self.append(id, &batch[row * dim..(row + 1) * dim], sq_norm, attrs.next().unwrap_or_default());
         }
         // One log record per RECORD_BYTES_TARGET or so, far below the format's record limit.
-        let last = self.ids.len();
-        let mut start = first;
-        while start < last {
+        let row_bytes = |r: usize| 8 + dim * 4 + log_attrs.get(r).map_or(0, |a| 4 + encoded_attrs_len(a));
+        let mut records = Vec::new();
+        let mut start = 0;
+        while start < ids.len() {
             let mut end = start;
             let mut bytes = 0usize;
-            while end < last && (end == start || bytes < RECORD_BYTES_TARGET) {
-                bytes += 8 + dim * 4 + self.attrs.get(&(end as u32)).map_or(0, |a| 4 + encoded_attrs_len(a));
+            while end < ids.len() && (end == start || bytes < RECORD_BYTES_TARGET) {
+                bytes += row_bytes(end);
                 end += 1;
             }
-            let part_attrs: Vec<Attrs> = if (start..end).any(|row| self.attrs.contains_key(&(row as u32))) {
-                (start..end)
-                    .map(|row| self.attrs.get(&(row as u32)).map_or_else(Attrs::new, |a| (**a).clone()))
-                    .collect()
-            } else {
-                Vec::new()
-            };
-            encode_insert(
-                &mut self.pending,
-                self.next_seq,
-                dim as u32,
-                &self.ids[start..end],
-                &self.data[start * dim..end * dim],
-                &part_attrs,
-            );
+            records.push((self.next_seq, start..end));
             self.next_seq += 1;
             start = end;
         }
+        let records = InsertRecords { dim, batch, rows, ids, attrs: log_attrs, records };
+        let bytes: usize = (0..records.records.len()).map(|index| records.record_len(index)).sum();
+        let offset = self.log_end;
+        self.log_end += bytes as u64;
+        writer.insert(self.ino, offset, bytes, records)
     }
 
     /// Deletes the vectors with these ids; returns how many existed.
-    pub fn delete(&mut self, ids: &[u64]) -> usize {
+    pub fn delete(&mut self, writer: &mut LogWriter, ids: &[u64]) -> Result<usize, VectorError> {
         let present: Vec<u64> = ids.iter().copied().filter(|&id| self.row_of(id).is_some()).collect();
         if present.is_empty() {
-            return 0;
+            return Ok(0);
         }
-        encode_delete(&mut self.pending, self.next_seq, &present);
+        let removed = self.apply_delete(&present);
+        let offset = self.log_end;
+        self.log_end += vexfs_format::collection::record_len(present.len(), 0, 0) as u64;
+        writer.delete(self.ino, offset, self.next_seq, present)?;
         self.next_seq += 1;
-        self.apply_delete(&present)
+        Ok(removed)
     }
 
-    /// Whether enough is pending that the owner should write it out now.
-    pub fn wants_flush(&self) -> bool {
-        self.pending.len() >= PENDING_FLUSH_BYTES
-    }
-
-    /// Hands everything pending to `writer`, to be appended to the log; returns without waiting
-    /// for the device.
-    pub fn flush_async(&mut self, writer: &mut LogWriter) -> Result<(), VectorError> {
-        if self.pending.is_empty() {
-            return Ok(());
-        }
-        let len = self.pending.len() as u64;
-        let spare = writer.append(self.ino, self.log_end, std::mem::take(&mut self.pending))?;
-        self.pending = spare;
-        self.log_end += len;
-        Ok(())
-    }
-
-    /// Appends everything pending to the log and waits until it is written. Durable once the
+    /// Waits until every record handed to `writer` is written to the log. Durable once the
     /// engine has synced.
     pub fn flush(&mut self, writer: &mut LogWriter) -> Result<(), VectorError> {
-        self.flush_async(writer)?;
-        writer.wait_idle(self.ino)
+        if self.flushed_end == self.log_end {
+            return Ok(());
+        }
+        writer.flush(self.ino)?;
+        self.flushed_end = self.log_end;
+        Ok(())
     }
 
     pub fn knn(&self, metric: Metric, queries: &[f32], k: usize, filter: Option<&Filter>) -> Vec<Vec<Neighbor>> {
@@ -272,8 +258,8 @@ impl Shard {
         ShardStats {
             vectors: self.live_count as u64,
             dead_rows: self.dead as u64,
-            log_bytes: self.log_end,
-            pending_bytes: self.pending.len() as u64,
+            log_bytes: self.flushed_end,
+            pending_bytes: self.log_end - self.flushed_end,
             memory_bytes: memory as u64,
             max_id: self.max_id,
         }
