@@ -3,10 +3,14 @@
 //! ioctls of `client/include/vexfs.h` on it, through `vexfs_format::ioctl`'s wire structs.
 //!
 //! Invariants:
-//! - Every request fits one ioctl payload ([`ioctl::PAYLOAD`] bytes in and out): inserts, deletes
-//!   and searches are split into as many ioctls as needed ([`insert_batch_max`],
-//!   [`search_batch_max`]). When not even one vector or query fits (a huge dimension, a huge k),
-//!   the call fails with [`CollectionError::TooLarge`] before sending anything.
+//! - Every ioctl request fits one payload ([`ioctl::PAYLOAD`] bytes in and out): deletes and
+//!   searches are split into as many ioctls as needed ([`search_batch_max`]). When not even one
+//!   query fits (a huge dimension, a huge k), the call fails with [`CollectionError::TooLarge`]
+//!   before sending anything.
+//! - Small inserts go in ioctls ([`insert_batch_max`] vectors each); an insert that would take
+//!   more than [`STREAM_MIN_IOCTLS`] of them, or whose vectors do not fit one, is written to the
+//!   collection's insert stream (`.vexfs-insert`) in batches of up to [`STREAM_BATCH_BYTES`], and
+//!   the ids the daemon assigned are read back from the stream's receipts.
 //! - Input is checked whole before the first ioctl (dimension, finite values, zero vectors under
 //!   cosine, duplicate ids), so bad input stores nothing; only a failure of the daemon or the
 //!   device can stop an insert part way ([`CollectionError::Interrupted`] says how far it got).
@@ -18,9 +22,10 @@
 use std::collections::HashSet;
 use std::fs::{File, OpenOptions};
 use std::io;
+use std::io::Write;
 use std::os::fd::AsFd;
 use std::os::unix::ffi::OsStrExt;
-use std::os::unix::fs::OpenOptionsExt;
+use std::os::unix::fs::{FileExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 
 use vexfs_format::collection::{ElemType, Metric, DIM_MAX, SHARDS_MAX};
@@ -111,10 +116,10 @@ pub enum CollectionError {
         /// What is wrong.
         what: String,
     },
-    /// Not even one vector or query fits an ioctl.
+    /// Not even one query fits an ioctl.
     #[error(
-        "{path}: {what}: more than the {payload} bytes of an ioctl's payload (larger requests are to stream \
-         through the collection's special files, not built yet)",
+        "{path}: {what}: more than the {payload} bytes of an ioctl's payload (the collection's query files, \
+         .vexfs-query/, take queries of any size)",
         payload = ioctl::PAYLOAD
     )]
     TooLarge {
@@ -339,6 +344,22 @@ pub fn check_vectors(values: &[f32], dim: usize, metric: Metric) -> Result<usize
     Ok(values.len() / dim)
 }
 
+/// Inserts that would take more ioctls than this go through the insert stream instead.
+pub const STREAM_MIN_IOCTLS: usize = 8;
+/// Bytes of one batch on the insert stream (at most, unless one vector is larger). The daemon
+/// applies a batch whole, so this bounds both what it buffers and what one failure can refuse.
+pub const STREAM_BATCH_BYTES: usize = 64 << 20;
+
+/// Whether an insert of `count` vectors of dimension `dim` goes through the insert stream: when
+/// it would take more than [`STREAM_MIN_IOCTLS`] ioctls, or one vector does not fit an ioctl.
+///
+/// Worked example: dimension 32 without ids fits 127 vectors an ioctl, so up to 1016 vectors go in
+/// ioctls and 1017 stream.
+pub fn insert_uses_stream(count: usize, dim: usize, with_ids: bool) -> bool {
+    let batch = insert_batch_max(dim, with_ids);
+    batch == 0 || count > STREAM_MIN_IOCTLS * batch
+}
+
 /// The most vectors of dimension `dim` one insert ioctl carries: each takes `dim * 4` bytes, plus
 /// 8 for its id when ids are given. 0 when not even one fits.
 ///
@@ -475,11 +496,10 @@ impl Collection {
         if let Some(ids) = ids {
             check_ids(ids, count).map_err(|what| self.input(what))?;
         }
-        let batch = insert_batch_max(self.dim, ids.is_some());
-        if batch == 0 {
-            let bytes = self.dim * 4 + if ids.is_some() { 8 } else { 0 };
-            return Err(self.too_large(format!("one vector of dimension {} takes {bytes} bytes", self.dim)));
+        if insert_uses_stream(count, self.dim, ids.is_some()) {
+            return self.insert_stream(ids, vectors, sync, progress);
         }
+        let batch = insert_batch_max(self.dim, ids.is_some());
         let mut assigned = Vec::with_capacity(count);
         for start in (0..count).step_by(batch) {
             let end = (start + batch).min(count);
@@ -499,6 +519,56 @@ impl Collection {
             progress(end);
         }
         assert_eq!(assigned.len(), count);
+        Ok(assigned)
+    }
+
+    /// Inserts through the collection's insert stream: batches of up to [`STREAM_BATCH_BYTES`],
+    /// each applied whole by the daemon when its last byte arrives, then (without `ids`) the
+    /// stream's receipts for the ids it assigned, and with `sync` an fsync of the stream.
+    fn insert_stream(
+        &self,
+        ids: Option<&[u64]>,
+        vectors: &[f32],
+        sync: bool,
+        progress: &mut dyn FnMut(usize),
+    ) -> Result<Vec<u64>, CollectionError> {
+        let count = vectors.len() / self.dim;
+        let path = self.path.join(ioctl::INSERT_STREAM_NAME);
+        let fail = |error: io::Error| CollectionError::from_errno(&self.path, OP_INSERT, error);
+        let mut stream = OpenOptions::new().read(true).write(true).open(&path).map_err(fail)?;
+        let row_bytes = self.dim * 4 + if ids.is_some() { 8 } else { 0 };
+        let per_batch = (STREAM_BATCH_BYTES / row_bytes).clamp(1, u32::MAX as usize);
+        let mut receipts = Receipts::default();
+        let mut assigned = Vec::with_capacity(count);
+        for start in (0..count).step_by(per_batch) {
+            let end = (start + per_batch).min(count);
+            let batch_ids = ids.map(|ids| &ids[start..end]);
+            let written = write_batch(&mut stream, self.dim, batch_ids, &vectors[start * self.dim..end * self.dim])
+                .map_err(fail)
+                .and_then(|()| receipts.next(&stream).map_err(|what| self.reply_error(OP_INSERT, what)));
+            let receipt = written.map_err(|error| {
+                if start == 0 {
+                    error
+                } else {
+                    CollectionError::Interrupted { done: start, total: count, error: Box::new(error) }
+                }
+            })?;
+            if receipt.count != end - start {
+                return Err(self
+                    .reply_error(OP_INSERT, format!("a receipt for {} vectors, not {}", receipt.count, end - start)));
+            }
+            match (batch_ids, receipt.assigned_from) {
+                (Some(batch_ids), _) => assigned.extend_from_slice(batch_ids),
+                (None, Some(first)) => assigned.extend(first..first + (end - start) as u64),
+                (None, None) => {
+                    return Err(self.reply_error(OP_INSERT, "a receipt without the assigned ids".to_owned()))
+                }
+            }
+            progress(end);
+        }
+        if sync {
+            stream.sync_all().map_err(|error| CollectionError::from_errno(&self.path, OP_SYNC, error))?;
+        }
         Ok(assigned)
     }
 
@@ -685,6 +755,80 @@ impl Collection {
 
     fn reply_error(&self, op: &'static str, what: String) -> CollectionError {
         CollectionError::Reply { path: self.path.display().to_string(), op, what }
+    }
+}
+
+/// Writes one insert-stream batch: its header, the ids if given, the values, little-endian.
+fn write_batch(stream: &mut File, dim: usize, ids: Option<&[u64]>, vectors: &[f32]) -> io::Result<()> {
+    let count = vectors.len() / dim;
+    let header = ioctl::BatchHeader::new(dim as u32, count as u32, ids.is_some());
+    stream.write_all(header.as_bytes())?;
+    if let Some(ids) = ids {
+        write_le(stream, ids.as_bytes(), 8)?;
+    }
+    write_le(stream, vectors.as_bytes(), 4)
+}
+
+/// Writes the memory image of values `width` bytes wide as little-endian: as it is on a
+/// little-endian host, each value's bytes reversed otherwise.
+fn write_le(out: &mut File, image: &[u8], width: usize) -> io::Result<()> {
+    if cfg!(target_endian = "little") {
+        return out.write_all(image);
+    }
+    let swapped: Vec<u8> = image.chunks_exact(width).flat_map(|value| value.iter().rev().copied()).collect();
+    out.write_all(&swapped)
+}
+
+/// One line of the insert stream's receipts.
+#[derive(Debug)]
+struct Receipt {
+    batch: u64,
+    count: usize,
+    assigned_from: Option<u64>,
+}
+
+/// Reads an insert stream's receipts in order: one JSON line per batch applied.
+#[derive(Default)]
+struct Receipts {
+    /// Bytes of receipts read so far.
+    at: u64,
+    batches: u64,
+}
+
+impl Receipts {
+    /// The receipt of the next batch, which the daemon has applied.
+    fn next(&mut self, stream: &File) -> Result<Receipt, String> {
+        let mut line = Vec::new();
+        let mut buf = [0u8; 256];
+        while !line.ends_with(b"\n") {
+            let n = stream
+                .read_at(&mut buf, self.at + line.len() as u64)
+                .map_err(|e| format!("reading the receipt: {e}"))?;
+            if n == 0 {
+                return Err(format!("no receipt for batch {}", self.batches));
+            }
+            let end = buf[..n].iter().position(|&b| b == b'\n').map_or(n, |at| at + 1);
+            line.extend_from_slice(&buf[..end]);
+        }
+        let text = String::from_utf8_lossy(&line);
+        let value: serde_json::Value = serde_json::from_str(&text).map_err(|e| format!("receipt {text:?}: {e}"))?;
+        let field = |name: &str| value.get(name).ok_or_else(|| format!("receipt {text:?} has no {name}"));
+        let number =
+            |name: &str| field(name)?.as_u64().ok_or_else(|| format!("receipt {text:?}: {name} is not a count"));
+        let receipt = Receipt {
+            batch: number("batch")?,
+            count: number("count")? as usize,
+            assigned_from: match field("assigned_from")? {
+                serde_json::Value::Null => None,
+                _ => Some(number("assigned_from")?),
+            },
+        };
+        if receipt.batch != self.batches {
+            return Err(format!("the receipt of batch {} where batch {} was expected", receipt.batch, self.batches));
+        }
+        self.at += line.len() as u64;
+        self.batches += 1;
+        Ok(receipt)
     }
 }
 
@@ -876,6 +1020,16 @@ mod tests {
                 assert!(bytes(n) <= ioctl::PAYLOAD && bytes(n + 1) > ioctl::PAYLOAD, "dim {dim}");
             }
         }
+    }
+
+    #[test]
+    fn large_inserts_and_large_vectors_stream() {
+        assert!(!insert_uses_stream(1016, 32, false));
+        assert!(insert_uses_stream(1017, 32, false));
+        assert!(!insert_uses_stream(8 * 31, 128, true));
+        assert!(insert_uses_stream(8 * 31 + 1, 128, true));
+        assert!(insert_uses_stream(1, 4065, false), "a vector larger than an ioctl streams");
+        assert!(insert_uses_stream(1, 65_536, true));
     }
 
     #[test]

@@ -3,7 +3,8 @@
 //! documentation, and `tests/tests/collections.rs` checks the two agree (sizes and command
 //! numbers, by compiling and running a C program). Not an on-disk format: nothing here is stored.
 
-use zerocopy::{FromBytes, Immutable, IntoBytes, KnownLayout};
+use zerocopy::little_endian::{U16, U32};
+use zerocopy::{FromBytes, Immutable, IntoBytes, KnownLayout, Unaligned};
 
 /// Bytes of inline payload in the insert and search requests.
 pub const PAYLOAD: usize = 16256;
@@ -155,6 +156,95 @@ const _: () = assert!(size_of::<TextHit>() == 48);
 // The largest hits (255-byte name, 200-byte snippet, padding) fit TEXT_K_MAX to a payload.
 const _: () = assert!(TEXT_K_MAX * (48 + 256 + 200) <= PAYLOAD);
 
+// ---------------------------------------------------------------------------------------------
+// The insert stream
+// ---------------------------------------------------------------------------------------------
+
+/// The name of a collection's insert stream, the special file that takes batches larger than an
+/// ioctl payload (`docs/COLLECTIONS.md`).
+pub const INSERT_STREAM_NAME: &str = ".vexfs-insert";
+/// Magic of a batch on the insert stream: the bytes `"VXIB"`.
+pub const BATCH_MAGIC: u32 = u32::from_le_bytes(*b"VXIB");
+/// The batch layout version this code writes and reads.
+pub const BATCH_VERSION: u16 = 1;
+/// Batch flag: `count` ids follow the header.
+pub const BATCH_FLAG_IDS: u16 = 1;
+/// The longest batch, header included (1 GiB): the daemon holds a batch whole before it applies it.
+pub const BATCH_BYTES_MAX: usize = 1 << 30;
+
+/// The 32-byte header of a batch on the insert stream, all little-endian; `count` u64 ids follow
+/// when flagged, then `count × dim` f32 values.
+#[derive(Clone, Debug, FromBytes, IntoBytes, KnownLayout, Immutable, Unaligned)]
+#[repr(C)]
+pub struct BatchHeader {
+    magic: U32,
+    version: U16,
+    flags: U16,
+    dim: U32,
+    count: U32,
+    reserved: [u8; 16],
+}
+
+const _: () = assert!(size_of::<BatchHeader>() == 32);
+
+impl BatchHeader {
+    /// The header of a batch of `count` vectors of dimension `dim`, with ids or without.
+    pub fn new(dim: u32, count: u32, with_ids: bool) -> BatchHeader {
+        let flags = if with_ids { BATCH_FLAG_IDS } else { 0 };
+        BatchHeader {
+            magic: BATCH_MAGIC.into(),
+            version: BATCH_VERSION.into(),
+            flags: flags.into(),
+            dim: dim.into(),
+            count: count.into(),
+            reserved: [0; 16],
+        }
+    }
+
+    /// Reads and checks the header at the start of `bytes` (at least 32 of them): magic, version,
+    /// flags, reserved bytes, a dimension and count of at least 1, and a batch length within
+    /// [`BATCH_BYTES_MAX`]. The error says what is wrong.
+    pub fn parse(bytes: &[u8]) -> Result<BatchHeader, String> {
+        let (header, _) = BatchHeader::read_from_prefix(bytes).map_err(|_| "a batch header is 32 bytes".to_owned())?;
+        if header.magic.get() != BATCH_MAGIC {
+            return Err("a batch does not start with the VXIB magic".to_owned());
+        }
+        if header.version.get() != BATCH_VERSION {
+            return Err(format!("batch version {} (this daemon reads version {BATCH_VERSION})", header.version.get()));
+        }
+        if header.flags.get() & !BATCH_FLAG_IDS != 0 || header.reserved != [0; 16] {
+            return Err("unknown batch flags or non-zero reserved bytes".to_owned());
+        }
+        if header.dim.get() == 0 || header.count.get() == 0 {
+            return Err(format!("batch of {} vectors of dimension {}", header.count.get(), header.dim.get()));
+        }
+        let len = header.batch_len();
+        if len > BATCH_BYTES_MAX as u64 {
+            return Err(format!("batch of {len} bytes (at most 1 GiB)"));
+        }
+        Ok(header)
+    }
+
+    pub fn dim(&self) -> usize {
+        self.dim.get() as usize
+    }
+
+    pub fn count(&self) -> usize {
+        self.count.get() as usize
+    }
+
+    pub fn with_ids(&self) -> bool {
+        self.flags.get() & BATCH_FLAG_IDS != 0
+    }
+
+    /// The whole batch's length in bytes, header included.
+    pub fn batch_len(&self) -> u64 {
+        let ids = if self.with_ids() { 8 } else { 0 };
+        let row = ids + 4 * u64::from(self.dim.get());
+        size_of::<BatchHeader>() as u64 + u64::from(self.count.get()) * row
+    }
+}
+
 /// The bytes of a NUL-padded fixed-size string field, up to the first NUL.
 pub fn c_str(field: &[u8]) -> &[u8] {
     let end = field.iter().position(|&b| b == 0).unwrap_or(field.len());
@@ -183,5 +273,37 @@ mod tests {
         assert_eq!(IOC_DELETE, 0xffc0_5606);
         assert_eq!(IOC_SYNC, 0x5607);
         assert_eq!(IOC_SEARCH_TEXT, 0xffc0_5608);
+    }
+
+    #[test]
+    fn batch_headers_are_fixed_and_checked() {
+        let header = BatchHeader::new(128, 3, true);
+        #[rustfmt::skip]
+        let expected: [u8; 32] = [
+            b'V', b'X', b'I', b'B', // magic
+            1, 0,                   // version
+            1, 0,                   // flags: ids
+            128, 0, 0, 0,           // dim
+            3, 0, 0, 0,             // count
+            0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, // reserved
+        ];
+        assert_eq!(header.as_bytes(), &expected);
+        assert_eq!(header.batch_len(), 32 + 3 * (8 + 512));
+        let parsed = BatchHeader::parse(&expected).unwrap();
+        assert_eq!((parsed.dim(), parsed.count(), parsed.with_ids()), (128, 3, true));
+        let refused = |at: usize, value: u8| {
+            let mut bytes = expected;
+            bytes[at] = value;
+            BatchHeader::parse(&bytes).unwrap_err()
+        };
+        assert!(refused(0, b'X').contains("magic"));
+        assert!(refused(4, 2).contains("version 2"));
+        assert!(refused(6, 3).contains("flags"));
+        assert!(refused(31, 1).contains("reserved"));
+        assert!(refused(8, 0).contains("dimension 0"));
+        assert!(refused(12, 0).contains("0 vectors"));
+        assert!(BatchHeader::parse(&expected[..31]).unwrap_err().contains("32 bytes"));
+        let huge = BatchHeader::new(65_536, 4096, false);
+        assert!(BatchHeader::parse(huge.as_bytes()).unwrap_err().contains("at most 1 GiB"));
     }
 }

@@ -5,8 +5,10 @@
 //! exits 1 with a message naming the file or directory and stores nothing, and results survive a
 //! remount unchanged.
 //!
-//! Method: 2000 seeded random vectors of dimension 32 go in as an `.fvecs` file (16 insert ioctls)
-//! and 20 queries as a hand-written `.npy` file; the first ten queries are inserted vectors. An
+//! Method: 2000 seeded random vectors of dimension 32 go in as two `.fvecs` files, the first 1900
+//! through the collection's insert stream (more than `STREAM_MIN_IOCTLS` ioctls' worth) and the
+//! last 100 in one insert ioctl, and 20 queries as a hand-written `.npy` file; the first ten
+//! queries are inserted vectors. An
 //! exact search in the test, in f64, is the oracle: each query's returned distances must equal
 //! the oracle's k smallest, rank by rank, and each returned id must lie at its returned distance
 //! (compared within a tolerance, so rounding in near-ties cannot fail the test). Without root or
@@ -22,6 +24,10 @@ use vexfs_tests::{
 
 const DIM: usize = 32;
 const VECTORS: usize = 2000;
+/// Vectors of the first file, which the CLI sends through the insert stream: an ioctl carries 127
+/// vectors of dimension 32, and inserts of more than 8 ioctls' worth (1016) stream
+/// (`vexfs_client::collection::insert_uses_stream`). The other 100 take one ioctl.
+const STREAMED: usize = 1900;
 const QUERIES: usize = 20;
 /// Queries 0..EXACT_QUERIES are the inserted vectors EXACT_STRIDE * i.
 const EXACT_QUERIES: usize = 10;
@@ -161,14 +167,19 @@ fn cli_creates_inserts_searches_deletes_and_survives_remount() {
         queries[i * DIM..(i + 1) * DIM].copy_from_slice(&vectors[row * DIM..(row + 1) * DIM]);
     }
     let data_file = volume.dir().join("data.fvecs");
+    let tail_file = volume.dir().join("tail.fvecs");
     let query_file = volume.dir().join("queries.npy");
-    fs::write(&data_file, fvecs_bytes(DIM, &vectors)).unwrap();
+    let split = STREAMED * DIM;
+    fs::write(&data_file, fvecs_bytes(DIM, &vectors[..split])).unwrap();
+    fs::write(&tail_file, fvecs_bytes(DIM, &vectors[split..])).unwrap();
     fs::write(&query_file, npy_bytes("<f4", QUERIES, DIM, &f32_bytes(&queries))).unwrap();
 
     let created = vexfs_ok(&args!["collection", "create", &coll, "--dim", "32", "--metric", "l2", "--shards", "2"]);
     assert_eq!(created, format!("created collection {}: dimension 32, metric l2, 2 shards\n", coll.display()));
     let inserted = vexfs_ok(&args!["insert", &coll, &data_file]);
-    assert_eq!(inserted, "inserted 2000 vectors, ids 0..1999\n");
+    assert_eq!(inserted, "inserted 1900 vectors, ids 0..1899\n");
+    let inserted = vexfs_ok(&args!["insert", &coll, &tail_file]);
+    assert_eq!(inserted, "inserted 100 vectors, ids 1900..1999\n");
     let stats = stats_json(&coll);
     assert_eq!((stats["vectors"].as_u64(), stats["dim"].as_u64()), (Some(VECTORS as u64), Some(DIM as u64)));
     assert_eq!((stats["metric"].as_str(), stats["shards"].as_u64()), (Some("l2"), Some(2)));
@@ -179,6 +190,7 @@ fn cli_creates_inserts_searches_deletes_and_survives_remount() {
     check_human_output(&coll, &vectors);
     check_bad_input(&mount, &coll, volume.dir());
     assert_eq!(vector_count(&coll), VECTORS as u64, "bad input changed the collection");
+    check_wide_vectors(&mount, volume.dir());
 
     // Delete two of the vectors the exact queries find first.
     let deleted = vexfs_ok(&args!["delete", &coll, "0", "100", "--sync"]);
@@ -253,6 +265,25 @@ fn check_human_output(coll: &Path, vectors: &[f32]) {
     let stats = vexfs_ok(&args!["stats", coll]);
     assert!(stats.lines().any(|l| l.split_whitespace().collect::<Vec<_>>() == ["vectors:", "2000"]), "{stats}");
     assert!(stats.lines().any(|l| l.starts_with("dimension:") && l.ends_with(" 32")), "{stats}");
+}
+
+/// Vectors larger than an ioctl's payload (dimension 5000: 20 KB each) go in through the insert
+/// stream; a query that large does not fit a search ioctl, and the error points to the query
+/// files, which answer it.
+fn check_wide_vectors(mount: &Mount<'_>, host_dir: &Path) {
+    const WIDE: usize = 5000;
+    let wide = mount.path().join("wide");
+    vexfs_ok(&args!["collection", "create", &wide, "--dim", "5000", "--metric", "l2"]);
+    let vectors = Rng(11).vectors(3, WIDE);
+    let file = host_dir.join("wide.fvecs");
+    fs::write(&file, fvecs_bytes(WIDE, &vectors)).unwrap();
+    assert_eq!(vexfs_ok(&args!["insert", &wide, &file, "--sync"]), "inserted 3 vectors, ids 0..2\n");
+    let query: Vec<String> = vectors[WIDE..2 * WIDE].iter().map(f32::to_string).collect();
+    vexfs_fails(&args!["search", &wide, "--vector", &query.join(","), "-k", "1"], "search", &[".vexfs-query"]);
+    let question = wide.join(".vexfs-query").join("q");
+    fs::write(&question, format!("{{\"vector\": [{}], \"k\": 1}}\n", query.join(", "))).unwrap();
+    let answer: serde_json::Value = serde_json::from_str(&fs::read_to_string(&question).unwrap()).unwrap();
+    assert_eq!(answer["results"][0]["id"], 1, "{answer}");
 }
 
 /// Each kind of bad input exits 1 with a message naming the problem; none stores anything.

@@ -171,6 +171,18 @@ fn large_batches_stream_through_the_insert_file_and_query_files_answer_in_json()
     let bad = batch(9, None, &[1.0; 9]);
     expect_errno(stream.write_all(&bad), libc::EINVAL, "a batch of the wrong dimension");
     drop(stream);
+    // Opened read-write, the stream answers each batch with a receipt, read from offset 0 of
+    // the file (the file position is past what was written): the ids the daemon assigned.
+    let rw = fs::OpenOptions::new().read(true).write(true).open(coll.join(".vexfs-insert")).expect("open read-write");
+    (&rw).write_all(&batch(8, None, &[7.0; 24])).unwrap();
+    (&rw).write_all(&batch(8, Some(&[40_000, 40_001]), &[8.0; 16])).unwrap();
+    let mut receipts = vec![0u8; 4096];
+    let n = std::os::unix::fs::FileExt::read_at(&rw, &mut receipts, 0).expect("read the receipts");
+    assert_eq!(
+        String::from_utf8_lossy(&receipts[..n]),
+        "{\"batch\": 0, \"count\": 3, \"assigned_from\": 30000}\n{\"batch\": 1, \"count\": 2, \"assigned_from\": null}\n"
+    );
+    drop(rw);
     // An incomplete batch fails fsync.
     let mut stream = fs::OpenOptions::new().write(true).open(coll.join(".vexfs-insert")).unwrap();
     stream.write_all(&batch(8, None, &[1.0; 8])[..20]).unwrap();

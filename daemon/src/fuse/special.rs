@@ -1,10 +1,14 @@
 //! The special files of a collection directory, which exist only in the daemon:
 //!
-//! - `.vexfs-insert`: a write-only stream of insert batches, for batches larger than an ioctl
-//!   payload. Each batch is a 32-byte header (`VXIB` magic, version 1, flags, dimension, count)
-//!   followed by `count` u64 ids when flag bit 0 is set, then `count × dim` f32 values, all
-//!   little-endian. A batch is applied when its last byte arrives, whole or not at all; `fsync` of
-//!   the stream makes every applied batch durable (and fails with EINVAL if a batch is incomplete).
+//! - `.vexfs-insert`: a stream of insert batches, for batches larger than an ioctl payload. Each
+//!   batch is a 32-byte header (`VXIB` magic, version 1, flags, dimension, count) followed by
+//!   `count` u64 ids when flag bit 0 is set, then `count × dim` f32 values, all little-endian. A
+//!   batch is applied when its last byte arrives, whole or not at all; `fsync` of the stream makes
+//!   every applied batch durable (and fails with EINVAL if a batch is incomplete). Reading the
+//!   stream (opened read-write; `pread` from offset 0, as the file position is past the writes)
+//!   returns a receipt per batch applied through that open file, one JSON line each:
+//!   `{"batch": 0, "count": 500, "assigned_from": 1000}`, the ids the daemon assigned being
+//!   `assigned_from..assigned_from + count` (`null` when the batch carried ids).
 //! - `.vexfs-query/`: a directory of query files, the interface for shell tools. Write JSON query
 //!   objects into a file there (one per line: `{"vector": [..], "k": 10}`, `"filter"`, or
 //!   `"radius"` and `"limit"` for a range search); reading the file back runs them and returns one
@@ -21,6 +25,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use parking_lot::Mutex;
 use serde_json::Value;
+use vexfs_format::ioctl::BatchHeader;
 
 use super::reply::{DirBuf, FileAttr, FileType, Reply};
 use super::request::{Operation, Request, Timestamp};
@@ -31,7 +36,7 @@ use crate::vector::search::Neighbor;
 use crate::vector::{VectorError, Vectors};
 
 /// The insert stream's name in a collection.
-pub const INSERT_NAME: &[u8] = b".vexfs-insert";
+pub const INSERT_NAME: &[u8] = vexfs_format::ioctl::INSERT_STREAM_NAME.as_bytes();
 /// The query directory's name in a collection.
 pub const QUERY_DIR_NAME: &[u8] = b".vexfs-query";
 /// Node ids of special files start here; real inode numbers stay far below.
@@ -44,10 +49,6 @@ const QUERY_TEXT_MAX: usize = 64 << 20;
 const TTL: Duration = Duration::ZERO;
 /// FOPEN_DIRECT_IO: reads and writes go to the daemon, bypassing the page cache.
 const FOPEN_DIRECT_IO: u32 = 1;
-
-const BATCH_MAGIC: u32 = u32::from_le_bytes(*b"VXIB");
-const BATCH_HEADER: usize = 32;
-const BATCH_FLAG_IDS: u16 = 1;
 
 /// Whether `nodeid` names a special file.
 pub fn is_special(nodeid: u64) -> bool {
@@ -73,12 +74,15 @@ struct QueryFile {
     mtime: u64,
 }
 
-/// One open `.vexfs-insert`: bytes received and not yet applied.
+/// One open `.vexfs-insert`: bytes received and not yet applied, and the receipts of the batches
+/// applied.
 struct Stream {
     dir: u64,
     received: u64,
     buf: Vec<u8>,
     failed: bool,
+    batches: u64,
+    receipts: Vec<u8>,
 }
 
 #[derive(Default)]
@@ -123,7 +127,7 @@ fn now_secs() -> u64 {
 
 fn attr_of(id: u64, node: &Node, size: u64, mtime: u64) -> FileAttr {
     let (mode, nlink) = match node {
-        Node::Insert { .. } => (libc::S_IFREG | 0o222, 1),
+        Node::Insert { .. } => (libc::S_IFREG | 0o666, 1),
         Node::QueryDir { .. } => (libc::S_IFDIR | 0o777, 2),
         Node::Query { .. } => (libc::S_IFREG | 0o666, 1),
     };
@@ -189,15 +193,21 @@ impl Special {
                 self.reply_attr(id, &node, reply);
             }
             (_, Operation::Setattr(_)) => self.reply_attr(id, &node, reply),
-            (Node::Insert { dir }, Operation::Open { flags, .. }) => {
-                if flags & libc::O_ACCMODE as u32 == libc::O_RDONLY as u32 {
-                    return reply.error(libc::EACCES);
-                }
+            (Node::Insert { dir }, Operation::Open { .. }) => {
                 let mut table = self.table.lock();
                 table.next_fh += 1;
                 let fh = table.next_fh;
-                table.streams.insert(fh, Stream { dir: *dir, received: 0, buf: Vec::new(), failed: false });
+                let stream =
+                    Stream { dir: *dir, received: 0, buf: Vec::new(), failed: false, batches: 0, receipts: Vec::new() };
+                table.streams.insert(fh, stream);
                 reply.open(fh, FOPEN_DIRECT_IO);
+            }
+            (Node::Insert { .. }, Operation::Read { fh, offset, size, .. }) => {
+                let table = self.table.lock();
+                let Some(stream) = table.streams.get(fh) else { return reply.error(libc::EBADF) };
+                let start = (*offset as usize).min(stream.receipts.len());
+                let end = (start + *size as usize).min(stream.receipts.len());
+                reply.data(&stream.receipts[start..end]);
             }
             (Node::Insert { .. }, Operation::Write { fh, offset, data, .. }) => {
                 let result = self.feed(vectors, *fh, *offset, data);
@@ -411,12 +421,14 @@ impl Special {
         let mut buf = std::mem::take(&mut stream.buf);
         drop(table);
         let mut used = 0;
+        let mut receipts = Vec::new();
         let result = loop {
             match parse_batch(&buf[used..]) {
                 Ok(Some((batch, len))) => {
-                    let inserted = vectors.insert(dir, batch.ids.as_deref(), batch.values, Vec::new());
-                    if let Err(error) = inserted {
-                        break Err(error);
+                    let given = batch.ids.is_some();
+                    match vectors.insert(dir, batch.ids.as_deref(), batch.values, Vec::new()) {
+                        Ok(ids) => receipts.push((ids.len(), (!given).then(|| ids[0]))),
+                        Err(error) => break Err(error),
                     }
                     used += len;
                 }
@@ -430,6 +442,13 @@ impl Special {
             stream.buf = buf;
             if result.is_err() {
                 stream.failed = true;
+            }
+            for (count, assigned_from) in receipts {
+                let from = assigned_from.map_or_else(|| "null".to_owned(), |id| id.to_string());
+                let line =
+                    format!("{{\"batch\": {}, \"count\": {count}, \"assigned_from\": {from}}}\n", stream.batches);
+                stream.receipts.extend_from_slice(line.as_bytes());
+                stream.batches += 1;
             }
         }
         result.map_err(|error| {
@@ -446,41 +465,24 @@ struct Batch {
 
 /// The first complete batch in `bytes` and its length; None when the batch is not complete yet.
 fn parse_batch(bytes: &[u8]) -> Result<Option<(Batch, usize)>, String> {
-    if bytes.len() < BATCH_HEADER {
+    if bytes.len() < size_of::<BatchHeader>() {
         return Ok(None);
     }
-    let u32_at = |at: usize| u32::from_le_bytes(bytes[at..at + 4].try_into().expect("4 bytes"));
-    let u16_at = |at: usize| u16::from_le_bytes(bytes[at..at + 2].try_into().expect("2 bytes"));
-    if u32_at(0) != BATCH_MAGIC {
-        return Err("a batch does not start with the VXIB magic".to_owned());
-    }
-    if u16_at(4) != 1 {
-        return Err(format!("batch version {} (this daemon reads version 1)", u16_at(4)));
-    }
-    let flags = u16_at(6);
-    if flags & !BATCH_FLAG_IDS != 0 || bytes[16..BATCH_HEADER].iter().any(|&b| b != 0) {
-        return Err("unknown batch flags or non-zero reserved bytes".to_owned());
-    }
-    let (dim, count) = (u32_at(8) as usize, u32_at(12) as usize);
-    if dim == 0 || count == 0 {
-        return Err(format!("batch of {count} vectors of dimension {dim}"));
-    }
-    let with_ids = flags & BATCH_FLAG_IDS != 0;
-    let ids_len = if with_ids { count * 8 } else { 0 };
-    let len = BATCH_HEADER + ids_len + count * dim * 4;
-    if len > 1 << 30 {
-        return Err(format!("batch of {len} bytes (at most 1 GiB)"));
-    }
+    let header = BatchHeader::parse(bytes)?;
+    // At most BATCH_BYTES_MAX, which fits usize.
+    let len = header.batch_len() as usize;
     if bytes.len() < len {
         return Ok(None);
     }
-    let ids = with_ids.then(|| {
-        bytes[BATCH_HEADER..BATCH_HEADER + ids_len]
+    let start = size_of::<BatchHeader>();
+    let ids_len = if header.with_ids() { header.count() * 8 } else { 0 };
+    let ids = header.with_ids().then(|| {
+        bytes[start..start + ids_len]
             .chunks_exact(8)
             .map(|b| u64::from_le_bytes(b.try_into().expect("8 bytes")))
             .collect()
     });
-    let values = bytes[BATCH_HEADER + ids_len..len]
+    let values = bytes[start + ids_len..len]
         .chunks_exact(4)
         .map(|b| f32::from_le_bytes(b.try_into().expect("4 bytes")))
         .collect();
