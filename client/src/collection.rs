@@ -484,7 +484,7 @@ impl Collection {
     }
 
     /// [`Self::insert`], calling `progress` with the number of vectors stored so far after each
-    /// ioctl.
+    /// ioctl or stream batch.
     pub fn insert_with_progress(
         &self,
         ids: Option<&[u64]>,
@@ -505,13 +505,9 @@ impl Collection {
             let end = (start + batch).min(count);
             let batch_ids = ids.map(|ids| &ids[start..end]);
             let batch_vectors = &vectors[start * self.dim..end * self.dim];
-            let first_id = self.insert_batch(batch_ids, batch_vectors, sync && end == count).map_err(|error| {
-                if start == 0 {
-                    error
-                } else {
-                    CollectionError::Interrupted { done: start, total: count, error: Box::new(error) }
-                }
-            })?;
+            let first_id = self
+                .insert_batch(batch_ids, batch_vectors, sync && end == count)
+                .map_err(|error| interrupted(start, count, error))?;
             match batch_ids {
                 Some(batch_ids) => assigned.extend_from_slice(batch_ids),
                 None => assigned.extend(first_id..first_id + (end - start) as u64),
@@ -546,13 +542,7 @@ impl Collection {
             let written = write_batch(&mut stream, self.dim, batch_ids, &vectors[start * self.dim..end * self.dim])
                 .map_err(fail)
                 .and_then(|()| receipts.next(&stream).map_err(|what| self.reply_error(OP_INSERT, what)));
-            let receipt = written.map_err(|error| {
-                if start == 0 {
-                    error
-                } else {
-                    CollectionError::Interrupted { done: start, total: count, error: Box::new(error) }
-                }
-            })?;
+            let receipt = written.map_err(|error| interrupted(start, count, error))?;
             if receipt.count != end - start {
                 return Err(self
                     .reply_error(OP_INSERT, format!("a receipt for {} vectors, not {}", receipt.count, end - start)));
@@ -755,6 +745,16 @@ impl Collection {
 
     fn reply_error(&self, op: &'static str, what: String) -> CollectionError {
         CollectionError::Reply { path: self.path.display().to_string(), op, what }
+    }
+}
+
+/// The error of an insert that failed after its first `done` of `total` vectors were stored: as
+/// it is when nothing was stored, [`CollectionError::Interrupted`] otherwise.
+fn interrupted(done: usize, total: usize, error: CollectionError) -> CollectionError {
+    if done == 0 {
+        error
+    } else {
+        CollectionError::Interrupted { done, total, error: Box::new(error) }
     }
 }
 

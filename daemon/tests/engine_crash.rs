@@ -128,18 +128,23 @@ fn fsck_clean(image: &[u8], seed: u64) {
     assert!(report.is_clean(), "seed {seed}: fsck of the crash image: {:?}", report.problems);
 }
 
+/// Cuts the power under `engine` (it is dropped, never closed): the crash image of seed `seed`,
+/// which fsck must find clean, opened again.
+fn crash_and_reopen(sim: &SimStorage, engine: Engine<Arc<SimStorage>>, seed: u64) -> Engine<Arc<SimStorage>> {
+    let image = sim.crash_image(seed);
+    drop(engine);
+    fsck_clean(&image, seed);
+    open(image).1
+}
+
 #[test]
 fn fsynced_state_survives_crash_images() {
     for seed in 0..24 {
         let (sim, engine) = open(fresh_image());
         let handle = engine.handle();
         let synced = workload(&handle, &mut Rng(seed));
-        let image = sim.crash_image(seed);
         drop(handle);
-        drop(engine);
-        fsck_clean(&image, seed);
-
-        let (_, engine) = open(image);
+        let engine = crash_and_reopen(&sim, engine, seed);
         let handle = engine.handle();
         for (name, data) in &synced {
             let attr =
@@ -224,11 +229,8 @@ fn block_appends_survive_crash_images() {
         }
         assert_eq!(handle.getattr(ino).expect("getattr").record.size, log.len() as u64, "seed {seed}");
         assert!(read_all(&handle, ino, log.len()) == log, "seed {seed}: the file reads back as appended");
-        let image = sim.crash_image(seed);
         drop(handle);
-        drop(engine);
-        fsck_clean(&image, seed);
-        let (_, engine) = open(image);
+        let engine = crash_and_reopen(&sim, engine, seed);
         let handle = engine.handle();
         let size = handle.getattr(ino).expect("the log survives").record.size as usize;
         assert!(size >= synced && size <= log.len(), "seed {seed}: size {size}, synced {synced}");
