@@ -203,11 +203,7 @@ impl Special {
                 reply.open(fh, FOPEN_DIRECT_IO);
             }
             (Node::Insert { .. }, Operation::Read { fh, offset, size, .. }) => {
-                let table = self.table.lock();
-                let Some(stream) = table.streams.get(fh) else { return reply.error(libc::EBADF) };
-                let start = (*offset as usize).min(stream.receipts.len());
-                let end = (start + *size as usize).min(stream.receipts.len());
-                reply.data(&stream.receipts[start..end]);
+                self.read_receipts(*fh, *offset, *size, reply)
             }
             (Node::Insert { .. }, Operation::Write { fh, offset, data, .. }) => {
                 let result = self.feed(vectors, *fh, *offset, data);
@@ -404,6 +400,15 @@ impl Special {
     }
 
     /// Appends `data` (at `offset`) to the stream `fh` and applies every batch it completes.
+    /// Reads `size` bytes at `offset` of the receipts of insert stream `fh`.
+    fn read_receipts(&self, fh: u64, offset: u64, size: u32, reply: Reply<'_>) {
+        let table = self.table.lock();
+        let Some(stream) = table.streams.get(&fh) else { return reply.error(libc::EBADF) };
+        let start = (offset as usize).min(stream.receipts.len());
+        let end = (start + size as usize).min(stream.receipts.len());
+        reply.data(&stream.receipts[start..end]);
+    }
+
     fn feed<S: Storage>(&self, vectors: &Vectors<S>, fh: u64, offset: u64, data: &[u8]) -> Result<(), i32> {
         let mut table = self.table.lock();
         let stream = table.streams.get_mut(&fh).ok_or(libc::EBADF)?;

@@ -5,9 +5,10 @@
 //! The worker applies a change in memory and hands the writer what its records need: for an
 //! insert, the caller's batch (shared, not copied) with the rows, ids and attributes of this shard,
 //! and the log offset the first record goes to. The writer encodes each record straight into a
-//! block buffer of the storage's registered arena and hands full buffers to the device with
-//! [`EngineHandle::write_blocks`], which writes them in place: a vector is copied once into the
-//! shard's table (by the worker) and once into the log buffer (here), and nowhere else.
+//! block buffer of the storage's registered arena and hands full buffers to its device thread,
+//! which writes them with [`EngineHandle::write_blocks`], straight from the buffers and up to
+//! [`BUFFERS_PER_WRITE`] of one log at once, while the writer encodes the next. A vector is copied
+//! once into the shard's table (by the worker) and once into a log buffer (here), and nowhere else.
 //!
 //! Each shard log has a tail here: a buffer whose first byte sits at a block boundary of the log,
 //! holding the log's last partial block (already on the device, or about to be) and then records
@@ -21,12 +22,16 @@
 //! - Requests are handled in the order they were sent (one thread, one FIFO channel), and each
 //!   request's offset is the end of the log before it (asserted), so a shard log never has a hole
 //!   before its last written record.
+//! - The device thread writes a log's buffers in the order it gets them, and after a failed write
+//!   of a log it refuses that log's later buffers (already queued before the writer learns of the
+//!   failure): writing them would extend the log over blocks never written.
 //! - A failed write fails its shard: the writer drops that shard's later records, and every later
 //!   flush of it returns the error, since the log can no longer grow without a gap. The vectors
 //!   stay in memory and searchable, as a file's data stays in the page cache when writeback fails.
 //! - At most [`QUEUED_BYTES_MAX`] bytes of records wait per worker (counted at their encoded size);
 //!   a worker that produces records faster waits for the writer (back-pressure). Records encoded
-//!   but not written are at most one buffer per shard.
+//!   but not written are at most one buffer per shard plus [`DEVICE_BUFFERS_MAX`] with the device
+//!   thread.
 //! - [`LogWriter::flush`] returns only when everything handed over before it is written (or has
 //!   failed).
 
