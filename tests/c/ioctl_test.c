@@ -96,8 +96,16 @@ static int populate(const char *dir, const char *plain)
 
 	struct vexfs_ioc_create create;
 	memset(&create, 0, sizeof create);
+	/* Bad parameters: EINVAL, and the directory stays a plain one (the create below works). */
 	create.dim = DIM;
+	create.metric = 99;
+	errno = 0;
+	CHECK(ioctl(fd, VEXFS_IOC_CREATE, &create) == -1 && errno == EINVAL, "unknown metric: errno %d", errno);
+	create.dim = 0;
 	create.metric = VEXFS_METRIC_L2;
+	errno = 0;
+	CHECK(ioctl(fd, VEXFS_IOC_CREATE, &create) == -1 && errno == EINVAL, "dimension 0: errno %d", errno);
+	create.dim = DIM;
 	CHECK(ioctl(fd, VEXFS_IOC_CREATE, &create) == 0, "VEXFS_IOC_CREATE: %s", strerror(errno));
 	errno = 0;
 	CHECK(ioctl(fd, VEXFS_IOC_CREATE, &create) == -1 && errno == EEXIST, "second create: errno %d", errno);
