@@ -252,9 +252,10 @@ impl<S: Storage> EngineHandle<S> {
         self.shared.storage.alloc_write_buffer(len)
     }
 
-    /// One write of file blocks `first..first+count` (at most [`CHUNK_BYTES`]) that ends the
-    /// file's data at `end` or before: plan, `write` the data to the planned pieces (given the
-    /// old file size), link the new blocks. Returns whether the file's block count changed.
+    /// One write of file blocks `first..first+count` (at most [`CHUNK_BYTES`] for `write`, at most
+    /// [`WRITE_BLOCKS_MAX`] for `write_blocks`) that ends the file's data at `end` or before:
+    /// plan, `write` the data to the planned pieces (given the old file size), link the new
+    /// blocks. Returns whether the file's block count changed.
     fn write_chunk(
         &self,
         ino: u64,
@@ -559,6 +560,9 @@ fn piece_writes<'a>(blocks: &[&'a [u8]], pieces: &[Piece]) -> Vec<WriteOp<'a>> {
     ops
 }
 
+/// Plans a write of blocks `first..first+count` ending at byte `end`: maps existing blocks and
+/// reserves new ones for holes. Returns the size before the write, whether blocks past the end of
+/// file were freed, and the pieces.
 fn plan_write<S: Storage>(
     tx: &mut Tx<'_, S>,
     ino: u64,

@@ -399,7 +399,6 @@ impl Special {
         reply.dir(&buf);
     }
 
-    /// Appends `data` (at `offset`) to the stream `fh` and applies every batch it completes.
     /// Reads `size` bytes at `offset` of the receipts of insert stream `fh`.
     fn read_receipts(&self, fh: u64, offset: u64, size: u32, reply: Reply<'_>) {
         let table = self.table.lock();
@@ -409,6 +408,7 @@ impl Special {
         reply.data(&stream.receipts[start..end]);
     }
 
+    /// Appends `data` (at `offset`) to the stream `fh` and applies every batch it completes.
     fn feed<S: Storage>(&self, vectors: &Vectors<S>, fh: u64, offset: u64, data: &[u8]) -> Result<(), i32> {
         let mut table = self.table.lock();
         let stream = table.streams.get_mut(&fh).ok_or(libc::EBADF)?;

@@ -15,10 +15,12 @@ use rustc_hash::FxHashMap;
 
 use std::sync::Arc;
 
-use vexfs_format::collection::{decode_record, encoded_attrs_len, AttrValue, Attrs, LogBody, LogError, Metric};
+use vexfs_format::collection::{
+    decode_record, encoded_attrs_len, record_len, AttrValue, Attrs, LogBody, LogError, Metric,
+};
 
 use super::search::{self, filter::Filter, kernels, Neighbor, VectorSet};
-use super::writer::{InsertRecords, LogWriter, BUFFER_BYTES};
+use super::writer::{InsertRecords, LogWriter, Record, BUFFER_BYTES};
 use super::VectorError;
 use crate::engine::EngineHandle;
 use crate::io::rows::RowVec;
@@ -168,25 +170,26 @@ impl Shard {
             self.append(id, &batch[row * dim..(row + 1) * dim], sq_norm, attrs.next().unwrap_or_default());
         }
         // One log record per RECORD_BYTES_TARGET or so, far below the format's record limit.
-        let row_bytes = |r: usize| 8 + dim * 4 + log_attrs.get(r).map_or(0, |a| 4 + encoded_attrs_len(a));
+        let attrs_len = |r: usize| log_attrs.get(r).map_or(0, encoded_attrs_len);
         let mut records = Vec::new();
         let mut start = 0;
         while start < ids.len() {
-            let mut end = start;
-            let mut bytes = 0usize;
-            while end < ids.len() && (end == start || bytes < RECORD_BYTES_TARGET) {
-                bytes += row_bytes(end);
+            let (mut end, mut attrs_bytes) = (start, 0usize);
+            while end < ids.len()
+                && (end == start || record_len(end - start, dim as u32, attrs_bytes) < RECORD_BYTES_TARGET)
+            {
+                attrs_bytes += attrs_len(end);
                 end += 1;
             }
-            records.push((self.next_seq, start..end));
+            let len = record_len(end - start, dim as u32, attrs_bytes);
+            records.push(Record { seq: self.next_seq, rows: start..end, len });
             self.next_seq += 1;
             start = end;
         }
         let records = InsertRecords { dim, batch, rows, ids, attrs: log_attrs, records };
-        let bytes: usize = (0..records.records.len()).map(|index| records.record_len(index)).sum();
         let offset = self.log_end;
-        self.log_end += bytes as u64;
-        writer.insert(self.ino, offset, bytes, records)
+        self.log_end += records.bytes() as u64;
+        writer.insert(self.ino, offset, records)
     }
 
     /// Deletes the vectors with these ids; returns how many existed.
@@ -197,7 +200,7 @@ impl Shard {
         }
         let removed = self.apply_delete(&present);
         let offset = self.log_end;
-        self.log_end += vexfs_format::collection::record_len(present.len(), 0, 0) as u64;
+        self.log_end += record_len(present.len(), 0, 0) as u64;
         writer.delete(self.ino, offset, self.next_seq, present)?;
         self.next_seq += 1;
         Ok(removed)

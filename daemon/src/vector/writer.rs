@@ -60,27 +60,33 @@ const BLOCK: usize = BLOCK_SIZE;
 
 /// An insert's records for one shard: rows `rows[r]` of `batch` (row-major, `dim` values each)
 /// with ids `ids[r]` and attributes `attrs[r]` (`attrs` empty when no row has any), cut into
-/// records: (sequence number, range of `r`).
+/// `records`.
 pub struct InsertRecords {
     pub dim: usize,
     pub batch: Arc<Vec<f32>>,
     pub rows: Vec<u32>,
     pub ids: Vec<u64>,
     pub attrs: Vec<Attrs>,
-    pub records: Vec<(u64, Range<usize>)>,
+    pub records: Vec<Record>,
+}
+
+/// One log record of an [`InsertRecords`]: its sequence number, the range of `r` it holds, and
+/// its encoded length (computed once, by the shard that plans it).
+pub struct Record {
+    pub seq: u64,
+    pub rows: Range<usize>,
+    pub len: usize,
 }
 
 impl InsertRecords {
-    /// The encoded length of record `index`.
-    pub fn record_len(&self, index: usize) -> usize {
-        let range = self.records[index].1.clone();
-        let attrs = if self.attrs.is_empty() { &[][..] } else { &self.attrs[range.clone()] };
-        vexfs_format::collection::insert_record_len(range.len(), self.dim as u32, attrs)
+    /// The encoded length of all the records.
+    pub fn bytes(&self) -> usize {
+        self.records.iter().map(|record| record.len).sum()
     }
 
-    /// Encodes record `index` over all of `out` (exactly [`InsertRecords::record_len`] bytes).
+    /// Encodes record `index` over all of `out` (exactly its `len` bytes).
     fn encode(&self, index: usize, out: &mut [u8]) {
-        let (seq, range) = self.records[index].clone();
+        let Record { seq, rows: range, .. } = &self.records[index];
         let dim = self.dim;
         let rows = &self.rows[range.clone()];
         let row = |i: usize| {
@@ -88,16 +94,15 @@ impl InsertRecords {
             &self.batch[at..at + dim]
         };
         let attrs = if self.attrs.is_empty() { &[][..] } else { &self.attrs[range.clone()] };
-        encode_insert_rows(out, seq, dim as u32, &self.ids[range], row, attrs);
+        encode_insert_rows(out, *seq, dim as u32, &self.ids[range.clone()], row, attrs);
     }
 }
 
 enum Request {
-    /// Records at `offset` of shard log `ino`, `bytes` long in all.
+    /// Records at `offset` of shard log `ino`.
     Insert {
         ino: u64,
         offset: u64,
-        bytes: usize,
         records: InsertRecords,
     },
     Delete {
@@ -160,10 +165,11 @@ impl LogWriter {
         }
     }
 
-    /// Hands over an insert's records for shard log `ino`, the first at `offset`; `bytes` is
-    /// their encoded length in all. Waits while too much is queued.
-    pub fn insert(&mut self, ino: u64, offset: u64, bytes: usize, records: InsertRecords) -> Result<(), VectorError> {
-        self.send(Request::Insert { ino, offset, bytes, records }, bytes)
+    /// Hands over an insert's records for shard log `ino`, the first at `offset`. Waits while
+    /// too much is queued.
+    pub fn insert(&mut self, ino: u64, offset: u64, records: InsertRecords) -> Result<(), VectorError> {
+        let bytes = records.bytes();
+        self.send(Request::Insert { ino, offset, records }, bytes)
     }
 
     /// Hands over a delete record for shard log `ino` at `offset`.
@@ -300,11 +306,11 @@ impl<S: Storage> Tails<S> {
 
     fn handle(&mut self, request: Request) -> Reply {
         let (ino, bytes, result) = match request {
-            Request::Insert { ino, offset, bytes, records } => {
+            Request::Insert { ino, offset, records } => {
                 let records = &records;
                 let encoders = (0..records.records.len())
-                    .map(|index| (records.record_len(index), move |out: &mut [u8]| records.encode(index, out)));
-                (ino, bytes, self.append(ino, offset, encoders))
+                    .map(|index| (records.records[index].len, move |out: &mut [u8]| records.encode(index, out)));
+                (ino, records.bytes(), self.append(ino, offset, encoders))
             }
             Request::Delete { ino, offset, seq, ids } => {
                 let len = record_len(ids.len(), 0, 0);
