@@ -23,7 +23,7 @@ use std::time::Instant;
 
 use anyhow::{bail, ensure, Context, Result};
 use vexfs_daemon::embed::{self, chunk, MINILM_NAME, MODELS_DIR_DEFAULT, SPEC_DEFAULT};
-use vexfs_daemon::fuse::collections::{CHUNK_BYTES_DEFAULT, CHUNK_OVERLAP_DEFAULT};
+use vexfs_daemon::service::{CHUNK_BYTES_DEFAULT, CHUNK_OVERLAP_DEFAULT};
 
 use crate::{median, parameter, Row, Sample};
 

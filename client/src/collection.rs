@@ -193,7 +193,8 @@ pub struct CreateOptions {
 /// Parameters of a text collection; zero and empty values ask for the daemon's defaults.
 #[derive(Clone, Debug, Default)]
 pub struct TextOptions {
-    /// The embedder, `builtin:<model>` or `ollama:<url>:<model>`; empty for the default.
+    /// The name of an embedder vexfsd defines (`vexfsd --embedder NAME=SPEC`, or the builtin
+    /// `all-minilm-l6-v2`); empty for the daemon's default.
     pub embedder: String,
     /// Target chunk length in bytes; 0 for the default.
     pub chunk_bytes: u32,

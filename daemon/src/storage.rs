@@ -47,13 +47,6 @@ pub enum IoError {
     Ring(std::io::Error),
 }
 
-impl IoError {
-    /// The errno to report to a file-system caller.
-    pub fn errno(&self) -> i32 {
-        libc::EIO
-    }
-}
-
 /// A block device as the engine sees it. See the module documentation for the contract.
 pub trait Storage: Send + Sync + fmt::Debug + 'static {
     /// The device geometry, fixed for the lifetime of the storage.

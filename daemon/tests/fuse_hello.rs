@@ -10,6 +10,9 @@
 //! turns on the `enable_uring` module parameter and checks that requests were answered by the
 //! ring queue threads. Skips with a message unless run as root with `/dev/fuse` present.
 
+#[allow(dead_code)]
+mod common;
+
 use std::ffi::OsStr;
 use std::fs::{self, OpenOptions};
 use std::io::{Read, Write};
@@ -215,11 +218,11 @@ fn fuse_hello_over_io_uring() {
 
 fn run_hello(transport: Transport) {
     if !can_mount() {
-        eprintln!("skipping fuse_hello: needs root and /dev/fuse");
+        common::cannot_run("fuse_hello needs root and /dev/fuse");
         return;
     }
     if transport == Transport::Uring && !enable_uring() {
-        eprintln!("skipping fuse_hello over io_uring: this kernel has no FUSE-over-io_uring");
+        common::cannot_run("fuse_hello over io_uring: this kernel has no FUSE-over-io_uring");
         return;
     }
     let path = std::env::temp_dir().join(format!("vexfs-fuse-hello-{}-{transport:?}", std::process::id()));

@@ -8,7 +8,11 @@
 //! the device is then reopened to read the data again. Contract violations must panic before any
 //! I/O; locking, geometry and refusals are checked against what the kernel reports.
 //!
-//! Tests that need root, `losetup`, `mkfs.ext4` or `mount` print why they skip and pass.
+//! Tests that need root, `losetup`, `mkfs.ext4` or `mount` print why they skip and pass (and fail
+//! under `CI=true`).
+
+#[allow(dead_code)]
+mod common;
 
 use std::collections::BTreeSet;
 use std::ops::Range;
@@ -84,7 +88,7 @@ impl LoopDevice {
     fn attach(name: &str, size_bytes: u64, sector_size: u32) -> Option<LoopDevice> {
         // SAFETY: geteuid has no preconditions.
         if unsafe { libc::geteuid() } != 0 {
-            eprintln!("skipped: loop devices need root");
+            common::cannot_run("loop devices need root");
             return None;
         }
         let image = TempImage::new(name, size_bytes);
@@ -98,7 +102,7 @@ impl LoopDevice {
                 Some(LoopDevice { path, _image: image })
             }
             other => {
-                eprintln!("skipped: losetup failed: {other:?}");
+                common::cannot_run(&format!("losetup failed: {other:?}"));
                 None
             }
         }
@@ -405,7 +409,7 @@ fn a_mounted_block_device_is_in_use() {
     let mkfs = Command::new("mkfs.ext4").arg("-q").arg(&loop_device.path).status();
     let mount = Command::new("mount").arg(&loop_device.path).arg(&mount_point).status();
     if !(mkfs.is_ok_and(|s| s.success()) && mount.is_ok_and(|s| s.success())) {
-        eprintln!("skipped: cannot mkfs.ext4 and mount {}", loop_device.path.display());
+        common::cannot_run(&format!("cannot mkfs.ext4 and mount {}", loop_device.path.display()));
         let _ = std::fs::remove_dir(&mount_point);
         return;
     }

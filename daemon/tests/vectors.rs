@@ -10,6 +10,7 @@ use std::time::Duration;
 use common::{FixedClock, Rng};
 use vexfs_daemon::engine::fs::Creds;
 use vexfs_daemon::engine::{Engine, EngineOptions};
+use vexfs_daemon::errno::Errno;
 use vexfs_daemon::io::sim::SimStorage;
 use vexfs_daemon::vector::search::filter::Filter;
 use vexfs_daemon::vector::search::{self, Neighbor};

@@ -268,11 +268,17 @@ fn validate_text(text: &TextParams) -> Result<(), String> {
     if text.embedder.contains('\0') {
         return Err("embedder name contains a NUL".to_string());
     }
-    if !(CHUNK_BYTES_MIN..=CHUNK_BYTES_MAX).contains(&text.chunk_bytes) {
-        return Err(format!("chunk size {} is not in {CHUNK_BYTES_MIN}..={CHUNK_BYTES_MAX}", text.chunk_bytes));
+    validate_chunking(text.chunk_bytes, text.chunk_overlap)
+}
+
+/// Checks a text collection's chunking: a size in [`CHUNK_BYTES_MIN`]..=[`CHUNK_BYTES_MAX`] and
+/// an overlap below it.
+pub fn validate_chunking(chunk_bytes: u32, chunk_overlap: u32) -> Result<(), String> {
+    if !(CHUNK_BYTES_MIN..=CHUNK_BYTES_MAX).contains(&chunk_bytes) {
+        return Err(format!("chunk size {chunk_bytes} is not in {CHUNK_BYTES_MIN}..={CHUNK_BYTES_MAX}"));
     }
-    if text.chunk_overlap >= text.chunk_bytes {
-        return Err(format!("chunk overlap {} is not below the chunk size {}", text.chunk_overlap, text.chunk_bytes));
+    if chunk_overlap >= chunk_bytes {
+        return Err(format!("chunk overlap {chunk_overlap} is not below the chunk size {chunk_bytes}"));
     }
     Ok(())
 }

@@ -20,6 +20,9 @@ pub const NAME_MAX: usize = 255;
 pub const SYMLINK_MAX: usize = 4095;
 /// The largest xattr value (the Linux `XATTR_SIZE_MAX`).
 pub const XATTR_VALUE_MAX: usize = 65536;
+/// The most bytes of xattr names one inode has, each name counted with a NUL (the Linux
+/// `XATTR_LIST_MAX`, the largest listxattr buffer).
+pub const XATTR_LIST_MAX: usize = 65536;
 /// Extent flag: the blocks are allocated but were never written; they read as zeros.
 pub const EXTENT_UNWRITTEN: u32 = 1;
 /// The longest extent in blocks (128 MiB): bounds the work of splitting one.

@@ -6,36 +6,16 @@
 use std::fs;
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use std::sync::OnceLock;
 use std::time::Duration;
 
 use vexfs_tests::{
-    assert_fsck_clean, expect_errno, fsck_with, require_root_and_fuse, run, sys, workspace_root, Mount, MountOptions,
-    ScratchDir, TestVolume, MIB,
+    assert_fsck_clean, c_program, expect_errno, fsck_with, require_root_and_fuse, run, sys, Mount, MountOptions,
+    TestVolume, MIB,
 };
 
 /// The C program, compiled once per test run.
-fn ioctl_program() -> &'static Path {
-    static PROGRAM: OnceLock<(ScratchDir, PathBuf)> = OnceLock::new();
-    let (_, path) = PROGRAM.get_or_init(|| {
-        let dir = ScratchDir::new("vexfs-ioctl-c-").expect("scratch directory");
-        let root = workspace_root();
-        let out = dir.path().join("ioctl_test");
-        let output = run(
-            Command::new("cc")
-                .args(["-std=c11", "-D_DEFAULT_SOURCE", "-Wall", "-Wextra", "-Werror", "-O2", "-I"])
-                .arg(root.join("client/include"))
-                .arg(root.join("tests/c/ioctl_test.c"))
-                .arg("-o")
-                .arg(&out)
-                .arg("-lm"),
-            Duration::from_secs(60),
-        )
-        .expect("run cc");
-        assert!(output.success(), "compiling tests/c/ioctl_test.c failed:\n{output}");
-        (dir, out)
-    });
-    path
+fn ioctl_program() -> PathBuf {
+    c_program("ioctl_test")
 }
 
 fn run_c(args: &[&Path], mode: &str) {

@@ -161,12 +161,16 @@ fn documents_are_found_by_paraphrased_questions() {
         return;
     }
     let volume = TestVolume::create(256 * MIB).expect("creating a test volume");
-    let mount = Mount::start(&volume, &MountOptions::default()).expect("mounting");
+    // An embedder the administrator defined, on a port where nothing listens.
+    let unreachable_embedder = "remote=ollama:http://127.0.0.1:9:m";
+    let options =
+        MountOptions { extra_args: vec!["--embedder".into(), unreachable_embedder.into()], ..Default::default() };
+    let mount = Mount::start(&volume, &options).expect("mounting");
     let coll = mount.path().join("notes");
 
     let created = vexfs_ok(&args!["collection", "create", &coll, "--embed"]);
     assert!(created.contains("text collection") && created.contains("dimension 384"), "{created}");
-    assert_eq!(sys::getxattr(&coll, "user.vexfs.embedder").expect("xattr"), b"builtin:all-minilm-l6-v2");
+    assert_eq!(sys::getxattr(&coll, "user.vexfs.embedder").expect("xattr"), b"all-minilm-l6-v2");
     assert_eq!(sys::getxattr(&coll, "user.vexfs.metric").expect("xattr"), b"cosine");
 
     // Written as `cp` does: no fsync. `vexfs sync` then waits until all of it is searchable.
@@ -250,16 +254,20 @@ fn documents_are_found_by_paraphrased_questions() {
     // An embedding server that does not answer fails the create, and nothing is left behind.
     let unreachable = mount.path().join("remote");
     vexfs_fails(
-        &args!["collection", "create", &unreachable, "--embed", "--embedder", "ollama:http://127.0.0.1:9:m"],
+        &args!["collection", "create", &unreachable, "--embed", "--embedder", "remote"],
         "collection create",
         &["does not answer"],
     );
     assert!(!unreachable.exists(), "a failed create leaves no directory");
-    vexfs_fails(
-        &args!["collection", "create", &unreachable, "--embed", "--embedder", "gpt:4"],
-        "collection create",
-        &["refused"],
-    );
+    // A request names embedders; it never gives a spec: anything not defined is refused.
+    for name in ["gpt4", "ollama:http://127.0.0.1:9:m"] {
+        vexfs_fails(
+            &args!["collection", "create", &unreachable, "--embed", "--embedder", name],
+            "collection create",
+            &["refused"],
+        );
+        assert!(!unreachable.exists(), "a refused create leaves no directory");
+    }
 
     // Across a remount the index is read back, not rebuilt.
     mount.unmount().expect("unmounting");
@@ -408,15 +416,18 @@ fn an_ollama_embedder_serves_a_text_collection() {
         return;
     }
     let port = fake_ollama();
-    let spec = format!("ollama:http://127.0.0.1:{port}:bag-of-words");
+    let definition = format!("bow=ollama:http://127.0.0.1:{port}:bag-of-words");
     let volume = TestVolume::create(64 * MIB).expect("creating a test volume");
     // The daemon's default embedder for text collections created without one.
-    let options = MountOptions { extra_args: vec!["--embedder".into(), spec.clone()], ..Default::default() };
+    let options = MountOptions {
+        extra_args: vec!["--embedder".into(), definition, "--default-embedder".into(), "bow".into()],
+        ..Default::default()
+    };
     let mount = Mount::start(&volume, &options).expect("mounting");
     let coll = mount.path().join("remote");
     let created = vexfs_ok(&args!["collection", "create", &coll, "--embed"]);
     assert!(created.contains(&format!("dimension {FAKE_DIM}")), "{created}");
-    assert_eq!(sys::getxattr(&coll, "user.vexfs.embedder").expect("xattr"), spec.as_bytes());
+    assert_eq!(sys::getxattr(&coll, "user.vexfs.embedder").expect("xattr"), b"bow");
     fs::write(coll.join("fruit.txt"), "apple banana cherry and other fruit").expect("write");
     fs::write(coll.join("rocket.txt"), "rocket engine fuel and the launch pad").expect("write");
     vexfs_ok(&args!["sync", &coll]);

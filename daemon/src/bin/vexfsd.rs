@@ -7,14 +7,15 @@ use std::time::Duration;
 
 use anyhow::{Context, Result};
 use clap::Parser;
-use vexfs_daemon::embed::{self, EmbedderSpec};
+use vexfs_daemon::embed::{self, registry, registry::Registry};
 use vexfs_daemon::engine::{Engine, EngineOptions, SystemClock, CACHE_BYTES_MIN};
 use vexfs_daemon::fuse::mount::{self, MountOptions};
 use vexfs_daemon::fuse::ops::FuseDoor;
 use vexfs_daemon::fuse::session::{Session, SessionConfig};
 use vexfs_daemon::fuse::uring;
 use vexfs_daemon::io::{Arena, Device, DeviceOptions, UringStorage};
-use vexfs_daemon::text::{TextOptions, Texts};
+use vexfs_daemon::service::Collections;
+use vexfs_daemon::text::Texts;
 use vexfs_daemon::vector::Vectors;
 
 #[derive(Parser, Debug)]
@@ -43,10 +44,15 @@ struct Args {
     /// (uring when the kernel has it enabled).
     #[arg(long, value_enum, default_value_t = FuseTransport::Auto)]
     fuse_transport: FuseTransport,
-    /// The embedder of text collections created without one: `builtin:all-minilm-l6-v2` (in
-    /// process, no network) or `ollama:http://HOST:PORT:MODEL` (an Ollama server's embeddings API).
-    #[arg(long, default_value = embed::SPEC_DEFAULT)]
-    embedder: String,
+    /// Defines an embedder text collections may use, as NAME=SPEC (repeat for more). SPEC is
+    /// `builtin:all-minilm-l6-v2` (in process, no network) or `ollama:http://HOST:PORT:MODEL` (an
+    /// Ollama server's embeddings API). Collections name embedders; only these and the builtin
+    /// `all-minilm-l6-v2` exist.
+    #[arg(long = "embedder", value_name = "NAME=SPEC", value_parser = registry::parse_definition)]
+    embedders: Vec<(String, String)>,
+    /// The embedder of text collections created without one.
+    #[arg(long, default_value = embed::MINILM_NAME)]
+    default_embedder: String,
     /// Memory for the rows of vector collections, faulted in at start and kept, e.g. 1G. Rows
     /// beyond it take memory as they arrive. Where first writes to fresh memory are slow (virtual
     /// machines whose host backs guest memory lazily), a reserve lets inserts run at memory speed.
@@ -82,7 +88,6 @@ fn serve(args: &Args) -> Result<()> {
     if (args.cache_size as usize) < CACHE_BYTES_MIN {
         anyhow::bail!("--cache-size must be at least {} MiB", CACHE_BYTES_MIN >> 20);
     }
-    EmbedderSpec::parse(&args.embedder).context("--embedder")?;
     let models_dir = match &args.models_dir {
         Some(dir) if !dir.is_dir() => {
             anyhow::bail!("--models-dir {}: no such directory", dir.display())
@@ -90,6 +95,8 @@ fn serve(args: &Args) -> Result<()> {
         Some(dir) => dir.clone(),
         None => PathBuf::from(embed::MODELS_DIR_DEFAULT),
     };
+    let embedders = Registry::new(&args.embedders, &args.default_embedder, models_dir)
+        .map_err(|message| anyhow::anyhow!("--embedder: {message}"))?;
     let threads = args.threads.unwrap_or_else(|| std::thread::available_parallelism().map_or(2, |n| n.get()).max(2));
     let uring = match args.fuse_transport {
         FuseTransport::Classic => false,
@@ -133,12 +140,13 @@ fn serve(args: &Args) -> Result<()> {
     vexfs_daemon::io::rows::reserve(args.vector_memory as usize)
         .with_context(|| format!("cannot reserve --vector-memory {}", args.vector_memory))?;
     let vectors = Arc::new(Vectors::new(engine.handle(), workers));
-    let text_options = TextOptions { models_dir, default_embedder: args.embedder.clone() };
-    let texts = Arc::new(Texts::new(Arc::clone(&vectors), text_options));
-    let door = Arc::new(FuseDoor::new(engine.handle(), Arc::clone(&texts)));
+    let texts = Arc::new(Texts::new(Arc::clone(&vectors), Arc::new(embedders)));
+    let service = Arc::new(Collections::new(Arc::clone(&texts)));
+    let door = Arc::new(FuseDoor::new(engine.handle(), Arc::clone(&service)));
     let served = Session::run(fd, door, config);
     signals.close();
     texts.stop();
+    drop(service);
     drop(texts);
     drop(vectors);
     let closed = engine.close();

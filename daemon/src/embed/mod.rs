@@ -1,7 +1,9 @@
 //! Text embedding for text collections: chunking ([`chunk`]) and embedders that turn chunks into
 //! vectors.
 //!
-//! Two embedders, chosen by a collection's embedder spec (see [`EmbedderSpec`] for the grammar):
+//! Two kinds of embedder, made from a spec (see [`EmbedderSpec`] for the grammar). Specs are the
+//! administrator's: `vexfsd --embedder NAME=SPEC` defines them by name ([`registry`]), and
+//! collections refer to an embedder by name only.
 //! - `builtin:all-minilm-l6-v2` ([`minilm::MiniLm`], the default): all-MiniLM-L6-v2 run in process
 //!   on the CPU with candle, from weights `scripts/setup.sh` installs under
 //!   [`MODELS_DIR_DEFAULT`]. No network.
@@ -17,6 +19,7 @@ mod bert;
 pub mod chunk;
 pub mod minilm;
 pub mod ollama;
+pub mod registry;
 
 use std::path::{Path, PathBuf};
 
@@ -62,19 +65,11 @@ pub enum EmbedError {
          'ollama:http://HOST:PORT:MODEL')"
     )]
     BadSpec { spec: String, reason: String },
-}
-
-impl EmbedError {
-    /// The errno a POSIX caller sees: ENOENT for a model that is not installed, EINVAL for a bad
-    /// spec, EHOSTUNREACH for a server that does not answer, EIO for the rest.
-    pub fn errno(&self) -> i32 {
-        match self {
-            EmbedError::ModelMissing { .. } => libc::ENOENT,
-            EmbedError::BadSpec { .. } => libc::EINVAL,
-            EmbedError::HttpUnreachable { .. } => libc::EHOSTUNREACH,
-            _ => libc::EIO,
-        }
-    }
+    #[error(
+        "embedder '{name}' is not defined by vexfsd (defined: {defined}); the administrator defines \
+         embedders with vexfsd --embedder NAME=SPEC"
+    )]
+    Unknown { name: String, defined: String },
 }
 
 /// A parsed embedder spec. Grammar:

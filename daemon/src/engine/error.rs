@@ -1,4 +1,4 @@
-//! The engine's error type and its one errno mapping.
+//! The engine's error type (its errno is in [`crate::errno`]).
 
 use vexfs_format::FormatError;
 
@@ -48,33 +48,6 @@ pub enum EngineError {
     Failed,
     #[error("volume: {0}")]
     Volume(String),
-}
-
-impl EngineError {
-    /// The errno a POSIX caller sees.
-    pub fn errno(&self) -> i32 {
-        match self {
-            EngineError::NotFound => libc::ENOENT,
-            EngineError::Exists => libc::EEXIST,
-            EngineError::NotDir => libc::ENOTDIR,
-            EngineError::IsDir => libc::EISDIR,
-            EngineError::NotEmpty => libc::ENOTEMPTY,
-            EngineError::NoSpace => libc::ENOSPC,
-            EngineError::NameTooLong => libc::ENAMETOOLONG,
-            EngineError::Invalid(_) => libc::EINVAL,
-            EngineError::Permission => libc::EPERM,
-            EngineError::TooManyLinks => libc::EMLINK,
-            EngineError::NoData => libc::ENODATA,
-            EngineError::Range => libc::ERANGE,
-            EngineError::TooBig => libc::E2BIG,
-            EngineError::FileTooBig => libc::EFBIG,
-            EngineError::NotSupported => libc::EOPNOTSUPP,
-            EngineError::NoSuchOffset => libc::ENXIO,
-            EngineError::Io(_) | EngineError::Corrupt(_) => libc::EIO,
-            EngineError::Failed => libc::EROFS,
-            EngineError::Volume(_) => libc::EIO,
-        }
-    }
 }
 
 /// The engine's result type.

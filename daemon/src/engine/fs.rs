@@ -427,6 +427,24 @@ impl<S: Storage> EngineHandle<S> {
         }
     }
 
+    /// Lists directory `ino` with each entry's attributes, for the daemon's own use: unlike
+    /// `readdir` with `plus`, it takes no references for the kernel.
+    pub fn readdir_attrs(&self, ino: u64, mut emit: impl FnMut(&DirItem) -> bool) -> Result<()> {
+        let mut offset = 0;
+        loop {
+            let batch = self.shared.run(|tx| readdir_batch(tx, ino, offset, true))?;
+            if batch.is_empty() {
+                return Ok(());
+            }
+            for item in &batch {
+                if !emit(item) {
+                    return Ok(());
+                }
+                offset = item.next_offset;
+            }
+        }
+    }
+
     /// File-system statistics.
     pub fn statfs(&self) -> Result<StatFs> {
         self.shared.run(|tx| {

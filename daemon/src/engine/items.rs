@@ -283,7 +283,15 @@ pub fn xattr_set<S: Storage>(tx: &mut Tx<'_, S>, ino: u64, name: &[u8], value: &
         (Some(_), XattrMode::CreateOnly) => return Err(EngineError::Exists),
         (None, XattrMode::ReplaceOnly) => return Err(EngineError::NoData),
         (Some(existing), _) => existing.value = value.to_vec(),
-        (None, _) => bucket.push(Xattr { name: name.to_vec(), value: value.to_vec() }),
+        (None, _) => {
+            // The names, each with its NUL, must fit one listxattr buffer, as on Linux file
+            // systems; this also bounds what listing an inode's xattrs holds.
+            let listed: usize = xattr_names(tx, ino)?.iter().map(|n| n.len() + 1).sum();
+            if listed + name.len() + 1 > items::XATTR_LIST_MAX {
+                return Err(EngineError::NoSpace);
+            }
+            bucket.push(Xattr { name: name.to_vec(), value: value.to_vec() })
+        }
     }
     let encoded = items::encode_xattrs(&bucket);
     if encoded.len() > vexfs_format::node::VALUE_MAX {
@@ -307,16 +315,28 @@ pub fn xattr_remove<S: Storage>(tx: &mut Tx<'_, S>, ino: u64, name: &[u8]) -> Re
 
 /// The names of every xattr of `ino`.
 pub fn xattr_names<S: Storage>(tx: &mut Tx<'_, S>, ino: u64) -> Result<Vec<Vec<u8>>> {
-    let mut values = Vec::new();
-    scan(tx, Key::new(ino, ItemKind::Xattr, 0), kind_end(ino, ItemKind::Xattr), |_, value| {
-        values.push(value.to_vec());
-        ControlFlow::Continue(())
-    })?;
     let mut names = Vec::new();
-    for value in values {
-        names.extend(items::decode_xattrs(&value, 0)?.into_iter().map(|x| x.name));
+    let mut corrupt = None;
+    // Each bucket is decoded as it is visited, so only names are held, never the values.
+    scan(
+        tx,
+        Key::new(ino, ItemKind::Xattr, 0),
+        kind_end(ino, ItemKind::Xattr),
+        |_, value| match items::decode_xattrs(value, 0) {
+            Ok(xattrs) => {
+                names.extend(xattrs.into_iter().map(|x| x.name));
+                ControlFlow::Continue(())
+            }
+            Err(error) => {
+                corrupt = Some(error);
+                ControlFlow::Break(())
+            }
+        },
+    )?;
+    match corrupt {
+        Some(error) => Err(error.into()),
+        None => Ok(names),
     }
-    Ok(names)
 }
 
 /// Keys of every item of `ino` of `kind`, up to `limit`.

@@ -1,35 +1,22 @@
-//! The collection part of the FUSE door: the ioctls of `client/include/vexfs.h` on a collection
-//! directory, and the collection's parameters as read-only extended attributes. Each request
-//! becomes one call to the vector service.
+//! The collection ioctls of `client/include/vexfs.h` on a collection directory: each is decoded
+//! from its wire struct, becomes one call to the collection service with the caller's
+//! credentials, and is encoded back. Checks and defaults are the service's.
 
-use vexfs_format::collection::{CollectionRecord, Metric, TextParams};
 use vexfs_format::ioctl::{self, Create, Delete, Insert, Search, SearchResult, Stats, TextHit, TextSearch};
 use zerocopy::{FromBytes, FromZeros, IntoBytes};
 
-use crate::engine::EngineError;
+use crate::errno::Errno;
+use crate::service::{
+    Caller, Collections, CreateRequest, InsertRequest, Interrupt, SearchRequest, ServiceError, TextRequest,
+};
 use crate::storage::Storage;
-use crate::text::{NewCollection, Texts};
-use crate::vector::search::filter::Filter;
-use crate::vector::{VectorError, Vectors};
-
-/// The prefix of the read-only parameter xattrs.
-pub const XATTR_PREFIX: &[u8] = b"user.vexfs.";
-
-/// Default chunking of text collections: about a paragraph or two of prose, or a function.
-pub const CHUNK_BYTES_DEFAULT: u32 = 1000;
-pub const CHUNK_OVERLAP_DEFAULT: u32 = 100;
 
 /// An ioctl's outcome: the bytes to copy out, or an errno.
 pub type IoctlResult = Result<Vec<u8>, i32>;
 
-fn fail(error: VectorError) -> i32 {
-    let caller_error = match &error {
-        VectorError::Invalid(_) | VectorError::NotCollection(_) => true,
-        VectorError::Engine(e) => !matches!(e, EngineError::Io(_) | EngineError::Corrupt(_) | EngineError::Failed),
-        VectorError::Embed(e) => matches!(e, crate::embed::EmbedError::BadSpec { .. }),
-        VectorError::Corrupt { .. } | VectorError::LogFailed { .. } | VectorError::Closed => false,
-    };
-    if caller_error {
+/// The errno of a refused or failed request, logged by whose fault it was.
+pub fn fail(error: ServiceError) -> i32 {
+    if error.is_callers() {
         tracing::info!(%error, "collection request refused");
     } else {
         tracing::error!(%error, "collection request failed");
@@ -38,7 +25,7 @@ fn fail(error: VectorError) -> i32 {
 }
 
 fn invalid(message: String) -> i32 {
-    fail(VectorError::Invalid(message))
+    fail(ServiceError::Invalid(message))
 }
 
 fn parse<T: FromBytes>(data: &[u8]) -> Result<T, i32> {
@@ -46,134 +33,115 @@ fn parse<T: FromBytes>(data: &[u8]) -> Result<T, i32> {
 }
 
 fn floats(bytes: &[u8]) -> Vec<f32> {
-    bytes.chunks_exact(4).map(|b| f32::from_le_bytes(b.try_into().expect("4 bytes"))).collect()
+    bytes.chunks_exact(4).map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]])).collect()
+}
+
+fn text_field(bytes: &[u8], what: &str) -> Result<String, i32> {
+    std::str::from_utf8(bytes).map(str::to_owned).map_err(|_| invalid(format!("the {what} is not UTF-8")))
 }
 
 /// Answers a VexFS ioctl on directory `dir`; None when `cmd` is not one of ours.
-pub fn ioctl<S: Storage>(texts: &Texts<S>, dir: u64, cmd: u32, data: &[u8]) -> Option<IoctlResult> {
-    let vectors = texts.vectors();
+pub fn ioctl<S: Storage>(
+    service: &Collections<S>,
+    caller: &Caller,
+    dir: u64,
+    cmd: u32,
+    data: &[u8],
+    interrupt: &Interrupt,
+) -> Option<IoctlResult> {
     Some(match cmd {
-        ioctl::IOC_CREATE => create(texts, dir, data),
-        ioctl::IOC_INSERT => insert(vectors, dir, data),
-        ioctl::IOC_KNN => search(vectors, dir, data, false),
-        ioctl::IOC_RANGE => search(vectors, dir, data, true),
-        ioctl::IOC_STATS => stats(texts, dir),
-        ioctl::IOC_SEARCH_TEXT => search_text(texts, dir, data),
-        ioctl::IOC_DELETE => delete(vectors, dir, data),
-        ioctl::IOC_SYNC => texts.sync(dir).map(|()| Vec::new()).map_err(fail),
+        ioctl::IOC_CREATE => create(service, caller, dir, data),
+        ioctl::IOC_INSERT => insert(service, caller, dir, data),
+        ioctl::IOC_KNN => search(service, caller, dir, data, false),
+        ioctl::IOC_RANGE => search(service, caller, dir, data, true),
+        ioctl::IOC_STATS => stats(service, caller, dir, interrupt),
+        ioctl::IOC_SEARCH_TEXT => search_text(service, caller, dir, data, interrupt),
+        ioctl::IOC_DELETE => delete(service, caller, dir, data),
+        ioctl::IOC_SYNC => service.sync(caller, dir, interrupt).map(|()| Vec::new()).map_err(fail),
         _ => return None,
     })
 }
 
-fn create<S: Storage>(texts: &Texts<S>, dir: u64, data: &[u8]) -> IoctlResult {
+fn create<S: Storage>(service: &Collections<S>, caller: &Caller, dir: u64, data: &[u8]) -> IoctlResult {
     let request: Create = parse(data)?;
-    let metric = u8::try_from(request.metric)
-        .ok()
-        .and_then(Metric::from_u8)
-        .ok_or_else(|| invalid(format!("unknown metric {}", request.metric)))?;
     if request.reserved != [0; 5] || request.flags & !ioctl::CREATE_TEXT != 0 {
         return Err(invalid("reserved fields or unknown flags are set".to_owned()));
     }
-    let text = (request.flags & ioctl::CREATE_TEXT != 0)
-        .then(|| -> Result<TextParams, i32> {
-            let embedder = std::str::from_utf8(ioctl::c_str(&request.embedder))
-                .map_err(|_| invalid("the embedder name is not UTF-8".to_owned()))?;
-            Ok(TextParams {
-                // Empty: the daemon's default embedder (`vexfsd --embedder`).
-                embedder: embedder.to_owned(),
-                chunk_bytes: if request.chunk_bytes == 0 { CHUNK_BYTES_DEFAULT } else { request.chunk_bytes },
-                chunk_overlap: if request.chunk_bytes == 0 && request.chunk_overlap == 0 {
-                    CHUNK_OVERLAP_DEFAULT
-                } else {
-                    request.chunk_overlap
-                },
-            })
+    let text = if request.flags & ioctl::CREATE_TEXT != 0 {
+        Some(TextRequest {
+            embedder: text_field(ioctl::c_str(&request.embedder), "embedder name")?,
+            chunk_bytes: request.chunk_bytes,
+            chunk_overlap: request.chunk_overlap,
         })
-        .transpose()?;
-    let new = NewCollection { dim: request.dim, metric, shards: request.shards, text };
-    texts.create(dir, &new).map(|_| Vec::new()).map_err(fail)
+    } else {
+        None
+    };
+    let new = CreateRequest { dim: request.dim, metric: request.metric, shards: request.shards, text };
+    service.create(caller, dir, &new).map(|_| Vec::new()).map_err(fail)
 }
 
-fn insert<S: Storage>(vectors: &Vectors<S>, dir: u64, data: &[u8]) -> IoctlResult {
+fn insert<S: Storage>(service: &Collections<S>, caller: &Caller, dir: u64, data: &[u8]) -> IoctlResult {
     let mut request: Insert = parse(data)?;
     if request.flags & !(ioctl::INSERT_IDS | ioctl::INSERT_SYNC) != 0 {
         return Err(invalid(format!("unknown insert flags {:#x}", request.flags)));
     }
-    let record = record(vectors, dir)?;
-    if request.dim != record.dim {
-        return Err(invalid(format!(
-            "vectors of dimension {} for a collection of dimension {}",
-            request.dim, record.dim
-        )));
-    }
-    let count = request.count as usize;
+    let (count, dim) = (request.count as usize, request.dim as usize);
     let with_ids = request.flags & ioctl::INSERT_IDS != 0;
-    let need = count * (record.dim as usize * 4 + if with_ids { 8 } else { 0 });
-    if count == 0 || need > ioctl::PAYLOAD {
-        return Err(invalid(format!(
-            "{count} vectors of dimension {} do not fit one ioctl ({} bytes of payload); write larger batches to .vexfs-insert",
-            record.dim,
-            ioctl::PAYLOAD
-        )));
-    }
+    let need = dim
+        .checked_mul(4)
+        .and_then(|row| row.checked_add(if with_ids { 8 } else { 0 }))
+        .and_then(|row| row.checked_mul(count))
+        .filter(|&need| count > 0 && dim > 0 && need <= ioctl::PAYLOAD)
+        .ok_or_else(|| {
+            invalid(format!(
+                "{count} vectors of dimension {dim} do not fit one ioctl ({} bytes of payload); write larger batches to .vexfs-insert",
+                ioctl::PAYLOAD
+            ))
+        })?;
     let (ids, values) = if with_ids {
-        let ids: Vec<u64> = request.payload[..count * 8]
-            .chunks_exact(8)
-            .map(|b| u64::from_le_bytes(b.try_into().expect("8 bytes")))
-            .collect();
-        (Some(ids), floats(&request.payload[count * 8..need]))
+        let ids =
+            request.payload[..count * 8].chunks_exact(8).map(|b| u64::from_le_bytes(b.try_into().unwrap_or([0; 8])));
+        (Some(ids.collect()), floats(&request.payload[count * 8..need]))
     } else {
         (None, floats(&request.payload[..need]))
     };
-    let assigned = vectors.insert(dir, ids.as_deref(), values, Vec::new()).map_err(fail)?;
-    if request.flags & ioctl::INSERT_SYNC != 0 {
-        vectors.sync(dir).map_err(fail)?;
-    }
+    let sync = request.flags & ioctl::INSERT_SYNC != 0;
+    let batch = InsertRequest { dim: request.dim, ids, values, attrs: Vec::new(), sync };
+    let assigned = service.insert(caller, dir, batch).map_err(fail)?;
     request.first_id = assigned.first().copied().unwrap_or(0);
     Ok(request.as_bytes().to_vec())
 }
 
-fn search<S: Storage>(vectors: &Vectors<S>, dir: u64, data: &[u8], range: bool) -> IoctlResult {
+fn search<S: Storage>(service: &Collections<S>, caller: &Caller, dir: u64, data: &[u8], range: bool) -> IoctlResult {
     let mut request: Search = parse(data)?;
-    let record = record(vectors, dir)?;
-    if request.dim != record.dim {
-        return Err(invalid(format!(
-            "queries of dimension {} for a collection of dimension {}",
-            request.dim, record.dim
-        )));
-    }
-    let (nq, k, dim) = (request.nq as usize, request.k as usize, record.dim as usize);
+    let (nq, k, dim) = (request.nq as usize, request.k as usize, request.dim as usize);
     if k == 0 {
         return Err(invalid("k = 0: ask for at least one result".to_owned()));
     }
     let filter_bytes = (request.filter_len as usize).next_multiple_of(8);
-    let need_in = filter_bytes + nq * dim * 4;
-    let need_out = (nq * 4).next_multiple_of(8) + nq * k * size_of::<SearchResult>();
-    if nq == 0 || k == 0 || need_in > ioctl::PAYLOAD || need_out > ioctl::PAYLOAD {
+    let need_in = nq.checked_mul(dim).and_then(|v| v.checked_mul(4)).and_then(|v| v.checked_add(filter_bytes));
+    let need_out = nq.checked_mul(k).and_then(|r| r.checked_mul(size_of::<SearchResult>()));
+    let need_out = need_out.and_then(|r| r.checked_add((nq * 4).next_multiple_of(8)));
+    let fits = |need: Option<usize>| need.is_some_and(|n| n <= ioctl::PAYLOAD);
+    if nq == 0 || dim == 0 || !fits(need_in) || !fits(need_out) {
         return Err(invalid(format!(
             "{nq} queries with k = {k} do not fit one ioctl ({} bytes of payload); use the query files",
             ioctl::PAYLOAD
         )));
     }
-    let filter = if request.filter_len == 0 {
-        None
-    } else {
-        let text = std::str::from_utf8(&request.payload[..request.filter_len as usize])
-            .map_err(|_| invalid("the filter is not UTF-8".to_owned()))?;
-        Some(Filter::parse(text).map_err(|e| invalid(e.to_string()))?)
+    let filter = match request.filter_len as usize {
+        0 => None,
+        len => Some(text_field(&request.payload[..len], "filter")?),
     };
-    let queries = floats(&request.payload[filter_bytes..need_in]);
-    let results = if range {
-        vectors.range(dir, &queries, request.radius, filter, k)
-    } else {
-        vectors.knn(dir, &queries, k, filter)
-    }
-    .map_err(fail)?;
+    let queries = floats(&request.payload[filter_bytes..need_in.unwrap_or(0)]);
+    let radius = range.then_some(request.radius);
+    let search = SearchRequest { dim: request.dim, queries, k, radius, filter };
+    let results = service.search(caller, dir, &search).map_err(fail)?;
     request.payload.fill(0);
     let (counts, rest) = request.payload.split_at_mut((nq * 4).next_multiple_of(8));
-    for (i, found) in results.iter().enumerate() {
-        counts[i * 4..i * 4 + 4].copy_from_slice(&(found.len() as u32).to_le_bytes());
-        for (j, n) in found.iter().enumerate() {
+    for (i, found) in results.iter().enumerate().take(nq) {
+        counts[i * 4..i * 4 + 4].copy_from_slice(&(found.len().min(k) as u32).to_le_bytes());
+        for (j, n) in found.iter().enumerate().take(k) {
             let at = (i * k + j) * size_of::<SearchResult>();
             let result = SearchResult { id: n.id, distance: n.distance, reserved: 0 };
             rest[at..at + size_of::<SearchResult>()].copy_from_slice(result.as_bytes());
@@ -182,7 +150,13 @@ fn search<S: Storage>(vectors: &Vectors<S>, dir: u64, data: &[u8], range: bool) 
     Ok(request.as_bytes().to_vec())
 }
 
-fn search_text<S: Storage>(texts: &Texts<S>, dir: u64, data: &[u8]) -> IoctlResult {
+fn search_text<S: Storage>(
+    service: &Collections<S>,
+    caller: &Caller,
+    dir: u64,
+    data: &[u8],
+    interrupt: &Interrupt,
+) -> IoctlResult {
     let mut request: TextSearch = parse(data)?;
     let k = request.k as usize;
     if k == 0 || k > ioctl::TEXT_K_MAX {
@@ -193,21 +167,17 @@ fn search_text<S: Storage>(texts: &Texts<S>, dir: u64, data: &[u8]) -> IoctlResu
     }
     let (text_len, filter_len) = (request.text_len as usize, request.filter_len as usize);
     let filter_at = text_len.next_multiple_of(8);
-    if text_len == 0 || filter_at + filter_len > ioctl::PAYLOAD {
+    if text_len == 0 || filter_at.saturating_add(filter_len) > ioctl::PAYLOAD {
         return Err(invalid(format!(
             "query text of {text_len} bytes and filter of {filter_len} do not fit the payload"
         )));
     }
-    let text = std::str::from_utf8(&request.payload[..text_len])
-        .map_err(|_| invalid("the query text is not UTF-8".to_owned()))?;
-    let filter = if filter_len == 0 {
-        None
-    } else {
-        let expr = std::str::from_utf8(&request.payload[filter_at..filter_at + filter_len])
-            .map_err(|_| invalid("the filter is not UTF-8".to_owned()))?;
-        Some(Filter::parse(expr).map_err(|e| invalid(e.to_string()))?)
+    let text = text_field(&request.payload[..text_len], "query text")?;
+    let filter = match filter_len {
+        0 => None,
+        len => Some(text_field(&request.payload[filter_at..filter_at + len], "filter")?),
     };
-    let hits = texts.search(dir, text, k, filter).map_err(fail)?;
+    let hits = service.search_text(caller, dir, &text, k, filter.as_deref(), interrupt).map_err(fail)?;
     request.payload.fill(0);
     request.count = 0;
     let mut at = 0;
@@ -222,7 +192,7 @@ fn search_text<S: Storage>(texts: &Texts<S>, dir: u64, data: &[u8]) -> IoctlResu
             distance: hit.distance,
             chunk: hit.chunk,
             name_len: name.len() as u16,
-            snippet_len: snippet.len() as u16,
+            snippet_len: snippet.len().min(u16::MAX as usize) as u16,
             reserved: 0,
         };
         let len = (size_of::<TextHit>() + name.len() + snippet.len()).next_multiple_of(8);
@@ -239,21 +209,20 @@ fn search_text<S: Storage>(texts: &Texts<S>, dir: u64, data: &[u8]) -> IoctlResu
     Ok(request.as_bytes().to_vec())
 }
 
-fn delete<S: Storage>(vectors: &Vectors<S>, dir: u64, data: &[u8]) -> IoctlResult {
+fn delete<S: Storage>(service: &Collections<S>, caller: &Caller, dir: u64, data: &[u8]) -> IoctlResult {
     let mut request: Delete = parse(data)?;
     let count = request.count as usize;
     if count == 0 || count > ioctl::DELETE_IDS {
         return Err(invalid(format!("delete of {count} ids: 1..={} per ioctl", ioctl::DELETE_IDS)));
     }
-    request.deleted = vectors.delete(dir, &request.ids[..count]).map_err(fail)?;
-    if request.flags & ioctl::INSERT_SYNC != 0 {
-        vectors.sync(dir).map_err(fail)?;
-    }
+    let sync = request.flags & ioctl::INSERT_SYNC != 0;
+    request.deleted = service.delete(caller, dir, &request.ids[..count], sync).map_err(fail)?;
     Ok(request.as_bytes().to_vec())
 }
 
-fn stats<S: Storage>(texts: &Texts<S>, dir: u64) -> IoctlResult {
-    let s = texts.vectors().stats(dir).map_err(fail)?;
+fn stats<S: Storage>(service: &Collections<S>, caller: &Caller, dir: u64, interrupt: &Interrupt) -> IoctlResult {
+    let stats = service.stats(caller, dir, interrupt).map_err(fail)?;
+    let s = &stats.vectors;
     let mut out = Stats::new_zeroed();
     out.dim = s.dim;
     out.metric = s.metric as u32;
@@ -274,34 +243,11 @@ fn stats<S: Storage>(texts: &Texts<S>, dir: u64) -> IoctlResult {
     if let Some(text) = &s.text {
         ioctl::set_c_str(&mut out.embedder, &text.embedder);
     }
-    if let Some(t) = texts.stats(dir) {
+    if let Some(t) = stats.text {
         out.docs_queued = t.docs_queued;
         out.docs_indexed = t.docs_indexed;
         out.docs_skipped = t.docs_skipped;
         out.chunks = t.chunks;
     }
     Ok(out.as_bytes().to_vec())
-}
-
-fn record<S: Storage>(vectors: &Vectors<S>, dir: u64) -> Result<CollectionRecord, i32> {
-    vectors.record(dir).map_err(fail)?.ok_or_else(|| fail(VectorError::NotCollection(dir)))
-}
-
-/// Extended attributes as (name, value) pairs.
-pub type XattrList = Vec<(Vec<u8>, Vec<u8>)>;
-
-/// The read-only parameter xattrs of a collection, name and value.
-pub fn xattrs(record: &CollectionRecord) -> XattrList {
-    let mut out = vec![
-        (b"user.vexfs.dim".to_vec(), record.dim.to_string().into_bytes()),
-        (b"user.vexfs.metric".to_vec(), record.metric.name().as_bytes().to_vec()),
-        (b"user.vexfs.elem".to_vec(), record.elem.name().as_bytes().to_vec()),
-        (b"user.vexfs.shards".to_vec(), record.shards.len().to_string().into_bytes()),
-    ];
-    if let Some(text) = &record.text {
-        out.push((b"user.vexfs.embedder".to_vec(), text.embedder.as_bytes().to_vec()));
-        out.push((b"user.vexfs.chunk_bytes".to_vec(), text.chunk_bytes.to_string().into_bytes()));
-        out.push((b"user.vexfs.chunk_overlap".to_vec(), text.chunk_overlap.to_string().into_bytes()));
-    }
-    out
 }

@@ -1,7 +1,9 @@
-//! The FUSE door: each request becomes one engine call, and the result one reply.
+//! The FUSE door: each request becomes one engine call (files) or one collection-service call
+//! (collections, with the caller's credentials), and the result one reply.
 //!
-//! Architecture Invariant: nothing here touches on-disk bytes or policy; the engine decides, this
-//! adapter only translates (names, attributes, errno).
+//! Architecture Invariant: nothing here touches on-disk bytes or policy; the engine and the
+//! collection service decide, this adapter only translates (names, attributes, errno) and reports
+//! namespace changes to the service.
 
 use std::ffi::OsStr;
 use std::os::unix::ffi::OsStrExt;
@@ -10,6 +12,7 @@ use std::time::Duration;
 
 use vexfs_format::inode::{InodeRecord, Timestamp as DiskTime};
 
+use super::abi;
 use super::collections;
 use super::notify::Notifier;
 use super::reply::{DirBuf, FileAttr, FileType, Reply, StatFs};
@@ -19,9 +22,9 @@ use super::special::{self, Special};
 use crate::engine::fs::{Creds, RenameFlags};
 use crate::engine::items::XattrMode;
 use crate::engine::{Attr, EngineError, EngineHandle, SetAttr, TimeSet};
+use crate::errno::Errno;
+use crate::service::{Caller, Collections, ServiceError, XattrList, XATTR_PREFIX};
 use crate::storage::Storage;
-use crate::text::Texts;
-use crate::vector::{VectorError, Vectors};
 
 /// How long the kernel may cache entries and attributes without asking again. The daemon owns the
 /// volume exclusively (it holds the device lock) and every change to the namespace and to POSIX
@@ -38,47 +41,47 @@ const RENAME_EXCHANGE: u32 = 2;
 const XATTR_CREATE: u32 = 1;
 const XATTR_REPLACE: u32 = 2;
 
-/// The FUSE adapter over one engine.
+/// The FUSE adapter over one engine and its collection service.
 pub struct FuseDoor<S: Storage> {
     engine: EngineHandle<S>,
-    texts: Arc<Texts<S>>,
-    special: Special,
+    service: Arc<Collections<S>>,
     /// Set at INIT, before any request.
     notifier: OnceLock<Notifier>,
 }
 
+/// The credentials of a FUSE request: fsuid and fsgid from the kernel, supplementary groups
+/// from the calling thread when a decision needs them.
+fn caller(req: &Request<'_>) -> Caller {
+    Caller::from_pid(req.uid, req.gid, req.pid)
+}
+
 impl<S: Storage> FuseDoor<S> {
-    /// An adapter serving `engine`, and its collections through `texts` (which holds the vector
-    /// service).
-    pub fn new(engine: EngineHandle<S>, texts: Arc<Texts<S>>) -> FuseDoor<S> {
-        FuseDoor { engine, texts, special: Special::default(), notifier: OnceLock::new() }
+    /// An adapter serving `engine`, and its collections through `service`.
+    pub fn new(engine: EngineHandle<S>, service: Arc<Collections<S>>) -> FuseDoor<S> {
+        FuseDoor { engine, service, notifier: OnceLock::new() }
     }
 
-    fn vectors(&self) -> &Vectors<S> {
-        self.texts.vectors()
+    fn special(&self) -> Special<'_, S> {
+        Special { service: &self.service, engine: &self.engine }
     }
 
     /// The collection parameters of `ino` as xattrs; empty when it is not a collection.
-    fn collection_xattrs(&self, ino: u64) -> Result<collections::XattrList, EngineError> {
-        match self.vectors().record(ino) {
-            Ok(Some(record)) => Ok(collections::xattrs(&record)),
-            Ok(None) => Ok(Vec::new()),
-            Err(e) => Err(engine_error(e)),
-        }
+    fn collection_xattrs(&self, caller: &Caller, ino: u64) -> Result<XattrList, ServiceError> {
+        Ok(self.service.params(caller, ino)?.unwrap_or_default())
     }
 
-    fn getxattr(&self, ino: u64, name: &[u8]) -> Result<Vec<u8>, EngineError> {
-        if name.starts_with(collections::XATTR_PREFIX) {
-            let found = self.collection_xattrs(ino)?.into_iter().find(|(n, _)| n == name);
-            return found.map(|(_, value)| value).ok_or(EngineError::NoData);
+    fn getxattr(&self, caller: &Caller, ino: u64, name: &[u8]) -> Result<Vec<u8>, ServiceError> {
+        if name.starts_with(XATTR_PREFIX) {
+            let found = self.collection_xattrs(caller, ino)?.into_iter().find(|(n, _)| n == name);
+            return found.map(|(_, value)| value).ok_or(ServiceError::Engine(EngineError::NoData));
         }
-        self.engine.getxattr(ino, name)
+        Ok(self.engine.getxattr(ino, name)?)
     }
 
-    fn listxattr(&self, ino: u64) -> Result<Vec<u8>, EngineError> {
+    fn listxattr(&self, caller: &Caller, ino: u64) -> Result<Vec<u8>, ServiceError> {
         let mut out = Vec::new();
         let names = self.engine.listxattr(ino)?;
-        let params = self.collection_xattrs(ino)?;
+        let params = self.collection_xattrs(caller, ino)?;
         for name in names.iter().chain(params.iter().map(|(n, _)| n)) {
             out.extend_from_slice(name);
             out.push(0);
@@ -88,30 +91,16 @@ impl<S: Storage> FuseDoor<S> {
 
     /// Whether `name` in `dir` is one of a collection's special files.
     fn special_name(&self, dir: u64, name: &[u8]) -> bool {
-        special::is_reserved(name) && matches!(self.vectors().record(dir), Ok(Some(_)))
+        special::is_reserved(name) && self.service.is_collection(dir)
     }
 
     /// Removes a directory; a collection's in-memory state goes first.
-    fn rmdir(&self, parent: u64, name: &[u8]) -> Result<(), EngineError> {
+    fn rmdir(&self, parent: u64, name: &[u8]) -> Result<(), ServiceError> {
         if let Ok(child) = self.engine.lookup(parent, name) {
             self.engine.forget(child.ino, 1);
-            if matches!(self.vectors().record(child.ino), Ok(Some(_))) {
-                // Written out first, so that nothing acknowledged is lost if the rmdir fails.
-                self.vectors().flush(child.ino).map_err(engine_error)?;
-                self.texts.forget(child.ino);
-                self.vectors().forget(child.ino);
-                self.special.forget_collection(child.ino);
-            }
+            self.service.removing(child.ino)?;
         }
-        self.engine.rmdir(parent, name)
-    }
-}
-
-/// A vector-service failure on a file-system path: the engine's own error, or EIO naming it.
-fn engine_error(error: VectorError) -> EngineError {
-    match error {
-        VectorError::Engine(e) => e,
-        other => EngineError::Volume(other.to_string()),
+        Ok(self.engine.rmdir(parent, name)?)
     }
 }
 
@@ -159,12 +148,14 @@ fn bytes(name: &OsStr) -> &[u8] {
     name.as_bytes()
 }
 
-/// Answers with the engine's result: `ok` on success, the errno on failure.
-fn answer<T>(reply: Reply<'_>, result: Result<T, EngineError>, ok: impl FnOnce(Reply<'_>, T)) {
+/// Answers with a result: `ok` on success, the errno on failure (logged when it is the daemon's
+/// or the device's, not the caller's).
+fn answer<T, E: Into<ServiceError>>(reply: Reply<'_>, result: Result<T, E>, ok: impl FnOnce(Reply<'_>, T)) {
     match result {
         Ok(value) => ok(reply, value),
         Err(error) => {
-            if matches!(error, EngineError::Corrupt(_) | EngineError::Io(_)) {
+            let error = error.into();
+            if !error.is_callers() {
                 tracing::error!(%error, "request failed");
             }
             reply.error(error.errno());
@@ -227,15 +218,11 @@ impl<S: Storage> FuseDoor<S> {
     /// After a rename: the text collections on either side compare their documents again.
     fn renamed(&self, result: &Result<(), EngineError>, dir: u64, newdir: u64) {
         if result.is_ok() {
-            self.texts.dir_changed(dir);
+            self.service.names_changed(dir);
             if newdir != dir {
-                self.texts.dir_changed(newdir);
+                self.service.names_changed(newdir);
             }
         }
-    }
-
-    fn doc_fsync(&self, ino: u64) -> Result<(), EngineError> {
-        self.texts.fsync(ino).map_err(engine_error)
     }
 
     fn notify(&self, send: impl FnOnce(&Notifier)) {
@@ -244,7 +231,7 @@ impl<S: Storage> FuseDoor<S> {
         }
     }
 
-    fn xattr(&self, reply: Reply<'_>, size: u32, value: Result<Vec<u8>, EngineError>) {
+    fn xattr(&self, reply: Reply<'_>, size: u32, value: Result<Vec<u8>, ServiceError>) {
         answer(reply, value, |reply, value| {
             if size == 0 {
                 reply.xattr_size(value.len() as u32);
@@ -280,12 +267,19 @@ impl<S: Storage> Handler for FuseDoor<S> {
         let _ = self.notifier.set(notifier);
     }
 
+    /// Collection ioctls (searches, embedding, syncs), fsync (a document's waits until it is
+    /// searchable) and everything on special files (query runs, insert batches).
+    fn is_slow(&self, opcode: u32, nodeid: u64) -> bool {
+        special::is_special(nodeid) || matches!(opcode, abi::FUSE_IOCTL | abi::FUSE_FSYNC)
+    }
+
     fn handle(&self, req: Request<'_>, reply: Reply<'_>) {
         let e = &self.engine;
         let ino = req.nodeid;
         let creds = Creds { uid: req.uid, gid: req.gid };
+        let interrupt = reply.interrupt();
         if special::is_special(ino) {
-            return self.special.handle(&self.texts, &req, reply);
+            return self.special().handle(&req, &caller(&req), &interrupt, reply);
         }
         // A collection's special names cannot be made into real files.
         let taken = match req.op {
@@ -306,11 +300,11 @@ impl<S: Storage> Handler for FuseDoor<S> {
         }
         match req.op {
             Operation::Lookup { name } if self.special_name(ino, bytes(name)) => {
-                self.special.lookup_in_collection(ino, bytes(name), reply)
+                self.special().lookup_in_collection(ino, bytes(name), reply)
             }
             Operation::Lookup { name } => {
-                // Opens a text collection before any of its documents can be opened.
-                self.texts.is_text(ino);
+                // Opens a text collection (in the background) before its documents are opened.
+                self.service.dir_visited(ino);
                 answer(reply, e.lookup(ino, bytes(name)), entry)
             }
             Operation::Forget { nlookup } => e.forget(ino, nlookup),
@@ -327,8 +321,11 @@ impl<S: Storage> Handler for FuseDoor<S> {
                     }
                     e.setattr(ino, &setattr(change))
                 })();
+                if let Ok(attr) = &result {
+                    self.service.attrs_changed(attr);
+                }
                 if change.size.is_some() {
-                    self.texts.file_changed(ino);
+                    self.service.content_changed(ino);
                 }
                 answer(reply, result, |r, a| r.attr(&file_attr(a.ino, &a.record), TTL));
             }
@@ -339,7 +336,7 @@ impl<S: Storage> Handler for FuseDoor<S> {
             Operation::Mknod { name, mode, rdev, .. } => {
                 let result = e.mknod(ino, bytes(name), mode, rdev, creds);
                 if let Ok(a) = &result {
-                    self.texts.entry_added(ino, a.ino, bytes(name));
+                    self.service.entry_added(ino, a, bytes(name));
                 }
                 answer(reply, result, entry)
             }
@@ -347,7 +344,7 @@ impl<S: Storage> Handler for FuseDoor<S> {
             Operation::Unlink { name } => {
                 let result = e.unlink(ino, bytes(name));
                 if result.is_ok() {
-                    self.texts.dir_changed(ino);
+                    self.service.names_changed(ino);
                 }
                 answer(reply, result, |r, ()| r.ok())
             }
@@ -369,8 +366,8 @@ impl<S: Storage> Handler for FuseDoor<S> {
             }
             Operation::Link { ino: target, name } => {
                 let result = e.link(target, ino, bytes(name));
-                if result.is_ok() {
-                    self.texts.entry_added(ino, target, bytes(name));
+                if let Ok(a) = &result {
+                    self.service.entry_added(ino, a, bytes(name));
                 }
                 answer(reply, result, entry)
             }
@@ -387,7 +384,7 @@ impl<S: Storage> Handler for FuseDoor<S> {
                 let result = e.mknod(ino, bytes(name), libc::S_IFREG | (mode & 0o7777), 0, creds);
                 let _ = flags;
                 if let Ok(a) = &result {
-                    self.texts.entry_added(ino, a.ino, bytes(name));
+                    self.service.entry_added(ino, a, bytes(name));
                 }
                 answer(reply, result, |r, a| {
                     r.create(&file_attr(a.ino, &a.record), a.record.generation, TTL, TTL, 0, FOPEN_KEEP_CACHE)
@@ -410,12 +407,15 @@ impl<S: Storage> Handler for FuseDoor<S> {
                 })
             }),
             // A document's fsync also waits until it is searchable, and makes its vectors durable.
-            Operation::Fsync { .. } => answer(reply, e.sync().and_then(|()| self.doc_fsync(ino)), |r, ()| {
-                // The file is open, so its inode is not being evicted: safe to send now, and
-                // `stat` after `fsync` then sees the block count of everything written back.
-                self.notify(|n| n.inval_attrs(ino));
-                r.ok()
-            }),
+            Operation::Fsync { .. } => {
+                let result = e.sync().map_err(ServiceError::from).and_then(|()| self.service.fsync(ino, &interrupt));
+                answer(reply, result, |r, ()| {
+                    // The file is open, so its inode is not being evicted: safe to send now, and
+                    // `stat` after `fsync` then sees the block count of everything written back.
+                    self.notify(|n| n.inval_attrs(ino));
+                    r.ok()
+                })
+            }
             Operation::Fsyncdir { .. } => answer(reply, e.sync(), |r, ()| r.ok()),
             Operation::Setxattr { name, value, flags, .. } => {
                 let mode = match flags & (XATTR_CREATE | XATTR_REPLACE) {
@@ -424,25 +424,27 @@ impl<S: Storage> Handler for FuseDoor<S> {
                     XATTR_REPLACE => XattrMode::ReplaceOnly,
                     _ => return reply.error(libc::EINVAL),
                 };
-                if bytes(name).starts_with(collections::XATTR_PREFIX) {
+                if bytes(name).starts_with(XATTR_PREFIX) {
                     // Collection parameters are read-only; the prefix is reserved everywhere.
                     return reply.error(libc::EPERM);
                 }
                 let result = e.setxattr(ino, bytes(name), value, mode);
                 if result.is_ok() {
-                    self.texts.file_changed(ino);
+                    self.service.content_changed(ino);
                 }
                 answer(reply, result, |r, ()| r.ok());
             }
-            Operation::Getxattr { name, size } => self.xattr(reply, size, self.getxattr(ino, bytes(name))),
-            Operation::Listxattr { size } => self.xattr(reply, size, self.listxattr(ino)),
+            Operation::Getxattr { name, size } => {
+                self.xattr(reply, size, self.getxattr(&caller(&req), ino, bytes(name)))
+            }
+            Operation::Listxattr { size } => self.xattr(reply, size, self.listxattr(&caller(&req), ino)),
             Operation::Removexattr { name } => {
-                if bytes(name).starts_with(collections::XATTR_PREFIX) {
+                if bytes(name).starts_with(XATTR_PREFIX) {
                     return reply.error(libc::EPERM);
                 }
                 let result = e.removexattr(ino, bytes(name));
                 if result.is_ok() {
-                    self.texts.file_changed(ino);
+                    self.service.content_changed(ino);
                 }
                 answer(reply, result, |r, ()| r.ok())
             }
@@ -450,7 +452,7 @@ impl<S: Storage> Handler for FuseDoor<S> {
             Operation::Readdir { offset, size, .. } => self.readdir(ino, offset, size, false, reply),
             Operation::Readdirplus { offset, size, .. } => {
                 // Entries listed with attributes can be opened without a LOOKUP.
-                self.texts.is_text(ino);
+                self.service.dir_visited(ino);
                 self.readdir(ino, offset, size, true, reply)
             }
             // Nothing to do at close (no locks, no buffered state): ENOSYS makes the kernel stop
@@ -459,7 +461,7 @@ impl<S: Storage> Handler for FuseDoor<S> {
             Operation::Release { flags, .. } => {
                 // A writer closing a document: index what it wrote (in the background).
                 if flags & libc::O_ACCMODE as u32 != libc::O_RDONLY as u32 {
-                    self.texts.file_changed(ino);
+                    self.service.content_changed(ino);
                 }
                 reply.ok()
             }
@@ -475,19 +477,20 @@ impl<S: Storage> Handler for FuseDoor<S> {
                 _ => reply.error(libc::EINVAL),
             },
             Operation::Interrupt { .. } => {}
-            Operation::Ioctl { cmd, data, out_size, .. } => match collections::ioctl(&self.texts, ino, cmd, data) {
-                Some(Ok(out)) => reply.ioctl(0, &out[..out.len().min(out_size as usize)]),
-                Some(Err(errno)) => reply.error(errno),
-                None => reply.error(libc::ENOTTY),
-            },
+            Operation::Ioctl { cmd, data, out_size, .. } => {
+                match collections::ioctl(&self.service, &caller(&req), ino, cmd, data, &interrupt) {
+                    Some(Ok(out)) => reply.ioctl(0, &out[..out.len().min(out_size as usize)]),
+                    Some(Err(errno)) => reply.error(errno),
+                    None => reply.error(libc::ENOTTY),
+                }
+            }
             _ => reply.error(libc::ENOSYS),
         }
     }
 
     fn destroy(&self) {
         // Documents still queued are indexed when their collection is next opened.
-        self.texts.stop();
-        if let Err(error) = self.vectors().flush_all() {
+        if let Err(error) = self.service.shutdown() {
             tracing::error!(%error, "writing collections' pending vectors at unmount failed");
         }
         if let Err(error) = self.engine.sync() {

@@ -21,6 +21,7 @@ use zerocopy::IntoBytes;
 use super::abi;
 use super::request::{Request, Timestamp};
 use super::transport::ReplyChannel;
+use crate::service::Interrupt;
 
 /// The attributes of an inode as the kernel caches them.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -126,6 +127,8 @@ pub struct Reply<'a> {
     /// False for FORGET, BATCH_FORGET and INTERRUPT: the kernel waits for no answer.
     expects_reply: bool,
     answered: bool,
+    /// Set when the kernel sends INTERRUPT for this request (registered for slow requests only).
+    interrupt: Interrupt,
 }
 
 impl<'a> Reply<'a> {
@@ -137,12 +140,31 @@ impl<'a> Reply<'a> {
             transport,
             expects_reply: request.op.expects_reply(),
             answered: false,
+            interrupt: Interrupt::none(),
         }
+    }
+
+    /// This reply with `interrupt`, which the session sets when the kernel interrupts the request.
+    pub(crate) fn with_interrupt(mut self, interrupt: Interrupt) -> Reply<'a> {
+        self.interrupt = interrupt;
+        self
+    }
+
+    /// Whether the caller still waits: long waits look at it and answer EINTR when it is set.
+    pub fn interrupt(&self) -> Interrupt {
+        self.interrupt.clone()
     }
 
     /// A reply to a request that could not be decoded, so only its `unique` is known.
     pub(crate) fn for_unique(unique: u64, transport: &'a dyn ReplyChannel) -> Reply<'a> {
-        Reply { unique, op_name: "MALFORMED", transport, expects_reply: true, answered: false }
+        Reply {
+            unique,
+            op_name: "MALFORMED",
+            transport,
+            expects_reply: true,
+            answered: false,
+            interrupt: Interrupt::none(),
+        }
     }
 
     pub fn unique(&self) -> u64 {

@@ -7,15 +7,29 @@
 //! - Every request that expects a reply gets exactly one: malformed requests get EIO, INIT after
 //!   the first gets EIO, DESTROY gets an empty success, everything else goes to the handler with
 //!   a [`Reply`] that answers EIO if dropped.
-//! - INTERRUPT is never answered and never reaches the handler: every request is completed
-//!   promptly, so there is nothing to cancel.
+//! - INTERRUPT is never answered and never reaches the handler: it sets the interrupt token of
+//!   the request it names ([`Reply::interrupt`]), when that request is a slow one still being
+//!   handled; long waits look at the token and answer EINTR. An INTERRUPT for a request not (or no
+//!   longer) registered is dropped: the request completes as it would have.
+//! - Requests the handler calls slow ([`Handler::is_slow`]: they may wait for an embedder, a
+//!   search or indexing) are answered on a pool of their own, [`SLOW_THREADS`] threads, so that a
+//!   long wait holds neither a ring queue thread nor a device hand-off thread nor a `/dev/fuse`
+//!   worker.
+//! - A handler that panics does not take its thread down: the request is answered EIO (its
+//!   [`Reply`] is dropped unanswered), the panic is logged with the request, and the thread goes
+//!   on serving.
 //! - `Handler::destroy` runs exactly once: on DESTROY, or when the session ends without one.
 //!   (The kernel sends DESTROY only for `fuseblk` mounts; for ours, unmounting ends the reads.)
 
+use std::cell::RefCell;
+use std::collections::HashMap;
 use std::io;
 use std::os::fd::{AsFd, OwnedFd};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
+
+use parking_lot::Mutex;
+use zerocopy::FromBytes;
 
 use super::abi;
 use super::notify::Notifier;
@@ -23,6 +37,7 @@ use super::reply::Reply;
 use super::request::{Operation, ParseOptions, Request};
 use super::transport::{ClassicTransport, Received, ReplyChannel, RequestBuffer, Transport};
 use super::uring;
+use crate::service::{panic_message, Interrupt};
 
 /// The file system behind a session.
 pub trait Handler: Send + Sync + 'static {
@@ -32,6 +47,12 @@ pub trait Handler: Send + Sync + 'static {
 
     /// Answers one request through `reply`. Called concurrently from all worker threads.
     fn handle(&self, req: Request<'_>, reply: Reply<'_>);
+
+    /// Whether the request with this opcode and node id may wait long (for an embedder, a search,
+    /// indexing): it is then answered on the slow pool, and may be interrupted.
+    fn is_slow(&self, _opcode: u32, _nodeid: u64) -> bool {
+        false
+    }
 
     /// Called once, when the kernel sends DESTROY or the session ends.
     fn destroy(&self) {}
@@ -97,6 +118,9 @@ pub struct InitInfo {
 
 /// Most worker threads one session runs (each holds an fd and a `max_write` buffer).
 const THREADS_MAX: usize = 64;
+/// Threads that answer slow requests ([`Handler::is_slow`]). Up to this many long waits run at
+/// once; more wait their turn, while every other request goes on being served.
+pub const SLOW_THREADS: usize = 8;
 /// The kernel counts `max_write` in pages (`max_pages`).
 const PAGE_SIZE: u32 = 4096;
 /// Bounds on `max_write`: one page, and a `max_pages` well inside the kernel's u16 field.
@@ -144,7 +168,12 @@ impl Session {
         let (notifier, notifier_thread) = Notifier::start(Arc::new(main.clone_channel()?))?;
         handler.init(&info, notifier);
         let channels = (0..config.threads).map(|_| main.clone_channel()).collect::<io::Result<Vec<_>>>()?;
-        let shared = Shared { handler, destroyed: AtomicBool::new(false), options: parse_options(&info) };
+        let shared = Shared {
+            handler,
+            destroyed: AtomicBool::new(false),
+            options: parse_options(&info),
+            interrupts: Mutex::new(HashMap::new()),
+        };
         let rings = if info.uring { ring_plan(&config) } else { None };
         let result = run_workers(&shared, &channels, &main, info.max_write, rings);
         shared.destroy_once();
@@ -171,6 +200,8 @@ struct Shared<H> {
     handler: Arc<H>,
     destroyed: AtomicBool,
     options: ParseOptions,
+    /// The interrupt flags of the slow requests being handled, by `unique`.
+    interrupts: Mutex<HashMap<u64, Arc<AtomicBool>>>,
 }
 
 impl<H: Handler> Shared<H> {
@@ -179,6 +210,39 @@ impl<H: Handler> Shared<H> {
             self.handler.destroy();
         }
     }
+
+    fn interrupt(&self, unique: u64) {
+        match self.interrupts.lock().get(&unique) {
+            Some(flag) => flag.store(true, Ordering::Release),
+            None => tracing::debug!(unique, "INTERRUPT for a request not waiting; dropped"),
+        }
+    }
+}
+
+/// A slow request, waiting for a thread of the slow pool.
+enum SlowJob<'c> {
+    /// From a ring queue: the entry's buffers.
+    Ring(uring::HandOff),
+    /// From `/dev/fuse`: a copy of the request, answered on the channel it came on.
+    Classic(Vec<u8>, &'c ClassicTransport),
+}
+
+/// Answers slow requests until every sender is gone.
+fn serve_slow<H: Handler>(shared: &Shared<H>, jobs: &crossbeam_channel::Receiver<SlowJob<'_>>) {
+    let staged = RefCell::new(Vec::new());
+    for job in jobs.iter() {
+        match job {
+            SlowJob::Ring(job) => {
+                job.complete(&staged, &|delivered, channel| dispatch_split(shared, channel, delivered, true))
+            }
+            SlowJob::Classic(bytes, channel) => dispatch(shared, channel, &bytes, true),
+        }
+    }
+}
+
+/// The opcode and node id of the request in `bytes` (a `fuse_in_header` first).
+fn target(bytes: &[u8]) -> (u32, u64) {
+    abi::fuse_in_header::read_from_prefix(bytes).map_or((0, 0), |(h, _)| (h.opcode, h.nodeid))
 }
 
 fn parse_options(info: &InitInfo) -> ParseOptions {
@@ -282,9 +346,10 @@ fn ring_plan(config: &SessionConfig) -> Option<RingPlan> {
     }
 }
 
-/// Runs one thread per channel and, with `rings`, one pinned thread per ring queue, and waits for
-/// all; the first error (or panic) is returned. The queues are woken to stop once the channels
-/// report the unmount, in case the kernel has not ended their commands itself.
+/// Runs one thread per channel, the slow pool and, with `rings`, one pinned thread per ring
+/// queue and the device hand-off threads, and waits for all; the first error (or panic) is
+/// returned. The queues are woken to stop once the channels report the unmount, in case the
+/// kernel has not ended their commands itself.
 fn run_workers<H: Handler>(
     shared: &Shared<H>,
     channels: &[ClassicTransport],
@@ -293,13 +358,25 @@ fn run_workers<H: Handler>(
     rings: Option<RingPlan>,
 ) -> io::Result<()> {
     std::thread::scope(|scope| {
+        let (slow_tx, slow_rx) = crossbeam_channel::unbounded::<SlowJob<'_>>();
+        let slow = (0..SLOW_THREADS)
+            .map(|index| {
+                let jobs = slow_rx.clone();
+                std::thread::Builder::new().name(format!("vexfs-slow-{index}")).spawn_scoped(scope, move || {
+                    serve_slow(shared, &jobs);
+                    Ok(())
+                })
+            })
+            .collect::<io::Result<Vec<_>>>()?;
+        drop(slow_rx);
         let workers = channels
             .iter()
             .enumerate()
             .map(|(index, channel)| {
+                let slow_tx = slow_tx.clone();
                 std::thread::Builder::new()
                     .name(format!("vexfs-fuse-{index}"))
-                    .spawn_scoped(scope, move || worker(shared, channel, max_write))
+                    .spawn_scoped(scope, move || worker(shared, channel, max_write, &slow_tx))
             })
             .collect::<io::Result<Vec<_>>>()?;
         let (wakers_tx, wakers) = crossbeam_channel::unbounded();
@@ -308,9 +385,19 @@ fn run_workers<H: Handler>(
             Some(plan) => {
                 let queues = (0..plan.queues)
                     .map(|qid| {
-                        let (wakers_tx, hand_offs_tx) = (wakers_tx.clone(), hand_offs_tx.clone());
+                        let (wakers_tx, hand_offs_tx, slow_tx) =
+                            (wakers_tx.clone(), hand_offs_tx.clone(), slow_tx.clone());
                         std::thread::Builder::new().name(format!("vexfs-ring-{qid}")).spawn_scoped(scope, move || {
-                            ring_queue(shared, device, qid, plan.depth, max_write as usize, &wakers_tx, &hand_offs_tx)
+                            let send = move |job| {
+                                slow_tx.send(SlowJob::Ring(job)).map_err(|e| match e.into_inner() {
+                                    SlowJob::Ring(job) => job,
+                                    SlowJob::Classic(..) => unreachable!("a ring queue sends ring jobs"),
+                                })
+                            };
+                            let is_slow = |opcode, nodeid| shared.handler.is_slow(opcode, nodeid);
+                            let divert = uring::Divert { is_slow: &is_slow, send: &send };
+                            let queue = RingQueue { qid, depth: plan.depth, max_write: max_write as usize };
+                            ring_queue(shared, device, queue, &wakers_tx, &hand_offs_tx, &divert)
                         })
                     })
                     .collect::<io::Result<Vec<_>>>()?;
@@ -319,7 +406,7 @@ fn run_workers<H: Handler>(
                         let hand_offs = hand_offs.clone();
                         std::thread::Builder::new().name(format!("vexfs-io-{index}")).spawn_scoped(scope, move || {
                             uring::serve_hand_offs(&hand_offs, &|delivered, channel| {
-                                dispatch_split(shared, channel, delivered)
+                                dispatch_split(shared, channel, delivered, false)
                             });
                             Ok(())
                         })
@@ -329,14 +416,15 @@ fn run_workers<H: Handler>(
             }
             None => (Vec::new(), Vec::new()),
         };
-        drop((wakers_tx, hand_offs_tx, hand_offs));
+        drop((wakers_tx, hand_offs_tx, hand_offs, slow_tx));
         let mut result = join_all(workers);
         // Each queue sends its waker once set up; one still setting up finds the connection gone.
         for waker in wakers.try_iter() {
             waker.wake();
         }
         result = result.and(join_all(queues));
-        result.and(join_all(hand_off_threads))
+        result = result.and(join_all(hand_off_threads));
+        result.and(join_all(slow))
     })
 }
 
@@ -352,18 +440,25 @@ fn join_all(threads: Vec<std::thread::ScopedJoinHandle<'_, io::Result<()>>>) -> 
     result
 }
 
+/// Where one ring queue runs: its CPU (and queue id), depth and payload buffer size.
+struct RingQueue {
+    qid: usize,
+    depth: usize,
+    max_write: usize,
+}
+
 /// Serves ring queue `qid` on CPU `qid`. A queue that fails before its first request leaves the
 /// session on `/dev/fuse` (the kernel uses the rings only once every queue is registered); a
 /// failure after that is an error of the session.
 fn ring_queue<H: Handler>(
     shared: &Shared<H>,
     device: &ClassicTransport,
-    qid: usize,
-    depth: usize,
-    max_write: usize,
+    plan: RingQueue,
     wakers: &crossbeam_channel::Sender<uring::QueueWaker>,
     hand_offs: &crossbeam_channel::Sender<uring::HandOff>,
+    divert: &uring::Divert<'_>,
 ) -> io::Result<()> {
+    let RingQueue { qid, depth, max_write } = plan;
     uring::pin_to_cpu(qid);
     let qid16 = u16::try_from(qid).map_err(|_| io::Error::other(format!("CPU {qid} beyond FUSE queue ids")))?;
     let mut queue = match uring::Queue::new(qid16, device.as_fd(), depth, max_write) {
@@ -374,7 +469,9 @@ fn ring_queue<H: Handler>(
         }
     };
     let _ = wakers.send(queue.waker());
-    match queue.run(&|delivered, channel| dispatch_split(shared, channel, delivered), Some(hand_offs)) {
+    let handle =
+        |delivered: uring::Delivered<'_>, channel: &dyn ReplyChannel| dispatch_split(shared, channel, delivered, false);
+    match queue.run(&handle, Some(hand_offs), Some(divert)) {
         Ok(()) => Ok(()),
         Err(err) if queue.served() == 0 => {
             tracing::warn!(qid, %err, "FUSE ring queue refused; requests stay on /dev/fuse");
@@ -384,38 +481,62 @@ fn ring_queue<H: Handler>(
     }
 }
 
-/// Receives and dispatches requests until the file system is unmounted.
-fn worker<H: Handler>(shared: &Shared<H>, channel: &ClassicTransport, max_write: u32) -> io::Result<()> {
+/// Receives and dispatches requests until the file system is unmounted; slow ones go to the
+/// slow pool as copies.
+fn worker<'c, H: Handler>(
+    shared: &Shared<H>,
+    channel: &'c ClassicTransport,
+    max_write: u32,
+    slow: &crossbeam_channel::Sender<SlowJob<'c>>,
+) -> io::Result<()> {
     let mut buf = RequestBuffer::new(max_write);
     loop {
         match channel.receive(buf.read_area())? {
-            Received::Request(len) => dispatch(shared, channel, buf.request(len)),
+            Received::Request(len) => {
+                let bytes = buf.request(len);
+                let (opcode, nodeid) = target(bytes);
+                if shared.handler.is_slow(opcode, nodeid) {
+                    if let Err(refused) = slow.send(SlowJob::Classic(bytes.to_vec(), channel)) {
+                        if let SlowJob::Classic(bytes, _) = refused.into_inner() {
+                            dispatch(shared, channel, &bytes, false);
+                        }
+                    }
+                } else {
+                    dispatch(shared, channel, bytes, false);
+                }
+            }
             Received::Unmounted => return Ok(()),
         }
     }
 }
 
 /// Decodes one contiguous request (`/dev/fuse`) and routes it.
-fn dispatch<H: Handler>(shared: &Shared<H>, channel: &dyn ReplyChannel, bytes: &[u8]) {
+fn dispatch<H: Handler>(shared: &Shared<H>, channel: &dyn ReplyChannel, bytes: &[u8], slow: bool) {
     match Request::parse_with(bytes, shared.options) {
-        Ok(request) => route(shared, channel, request),
+        Ok(request) => route(shared, channel, request, slow),
         Err(err) => reply_malformed(channel, &err),
     }
 }
 
 /// Decodes one request delivered by a ring queue and routes it.
-fn dispatch_split<H: Handler>(shared: &Shared<H>, channel: &dyn ReplyChannel, delivered: uring::Delivered<'_>) {
+fn dispatch_split<H: Handler>(
+    shared: &Shared<H>,
+    channel: &dyn ReplyChannel,
+    delivered: uring::Delivered<'_>,
+    slow: bool,
+) {
     match Request::parse_split(delivered.header, delivered.op_in, delivered.payload, shared.options) {
-        Ok(request) => route(shared, channel, request),
+        Ok(request) => route(shared, channel, request, slow),
         Err(err) => reply_malformed(channel, &err),
     }
 }
 
-/// Routes one decoded request; independent of the transport it came on.
-fn route<H: Handler>(shared: &Shared<H>, channel: &dyn ReplyChannel, request: Request<'_>) {
+/// Routes one decoded request; independent of the transport it came on. A `slow` request can be
+/// interrupted while it is handled.
+fn route<H: Handler>(shared: &Shared<H>, channel: &dyn ReplyChannel, request: Request<'_>, slow: bool) {
     tracing::trace!(unique = request.unique, op = request.op.name(), nodeid = request.nodeid, "request");
     match request.op {
-        Operation::Interrupt { unique } => tracing::debug!(unique, "INTERRUPT ignored"),
+        Operation::Interrupt { unique } => shared.interrupt(unique),
         Operation::Init { .. } => {
             tracing::warn!(unique = request.unique, "INIT after the session started");
             Reply::new(&request, channel).error(libc::EIO);
@@ -425,8 +546,23 @@ fn route<H: Handler>(shared: &Shared<H>, channel: &dyn ReplyChannel, request: Re
             Reply::new(&request, channel).ok();
         }
         _ => {
-            let reply = Reply::new(&request, channel);
-            shared.handler.handle(request, reply);
+            let (unique, op, nodeid) = (request.unique, request.op.name(), request.nodeid);
+            let mut reply = Reply::new(&request, channel);
+            if slow {
+                let (token, flag) = Interrupt::new();
+                shared.interrupts.lock().insert(unique, flag);
+                reply = reply.with_interrupt(token);
+            }
+            // An unanswered reply answers EIO when dropped, also while unwinding.
+            let handled =
+                std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| shared.handler.handle(request, reply)));
+            if slow {
+                shared.interrupts.lock().remove(&unique);
+            }
+            if let Err(panic) = handled {
+                let reason = panic_message(panic.as_ref());
+                tracing::error!(unique, op, nodeid, %reason, "request handler panicked; answered EIO");
+            }
         }
     }
 }

@@ -99,9 +99,10 @@ impl Buffers {
         abi::fuse_uring_req_header::mut_from_bytes(bytes).expect("header size and alignment")
     }
 
-    fn opcode(&self) -> u32 {
+    /// The opcode and node id of the request in these buffers.
+    fn target(&self) -> (u32, u64) {
         let in_header = &self.header().in_out[..size_of::<abi::fuse_in_header>()];
-        abi::fuse_in_header::read_from_bytes(in_header).map_or(0, |h| h.opcode)
+        abi::fuse_in_header::read_from_bytes(in_header).map_or((0, 0), |h| (h.opcode, h.nodeid))
     }
 
     /// Hands the request in these buffers to `handle` and writes the reply over it. Returns the
@@ -210,11 +211,28 @@ fn hand_off(opcode: u32) -> bool {
 /// Answers handed-off requests until every queue has dropped its sender.
 pub fn serve_hand_offs(jobs: &Receiver<HandOff>, handle: &Handle<'_>) {
     let staged = RefCell::new(Vec::new());
-    for mut job in jobs.iter() {
-        let commit_id = job.buffers.answer(&staged, handle);
-        let _ = job.back.send(Answered { index: job.index, buffers: job.buffers, commit_id });
-        job.wake.signal();
+    for job in jobs.iter() {
+        job.complete(&staged, handle);
     }
+}
+
+impl HandOff {
+    /// Answers the request with `handle` (reply bodies staged in `staged` when needed) and
+    /// hands the entry back to its queue.
+    pub fn complete(mut self, staged: &RefCell<Vec<u8>>, handle: &Handle<'_>) {
+        let commit_id = self.buffers.answer(staged, handle);
+        let _ = self.back.send(Answered { index: self.index, buffers: self.buffers, commit_id });
+        self.wake.signal();
+    }
+}
+
+/// Where a queue sends requests that may wait long (a text fsync, a search, a query file): to a
+/// pool of their own, so that they hold neither a queue thread nor the device hand-off threads.
+pub struct Divert<'a> {
+    /// Whether the request with this opcode and node id may wait long.
+    pub is_slow: &'a (dyn Fn(u32, u64) -> bool + Sync),
+    /// Hands it over; gives it back when nothing takes it.
+    pub send: &'a (dyn Fn(HandOff) -> Result<(), HandOff> + Sync),
 }
 
 /// Where the reply to the request in an entry goes. A request that left the payload buffer empty
@@ -362,10 +380,16 @@ impl Queue {
     }
 
     /// Registers every entry, then answers requests with `handle` until the connection ends
-    /// (unmount or abort) or the queue is woken ([`QueueWaker::wake`]). Requests that wait for the device go to `hand_offs` when given.
+    /// (unmount or abort) or the queue is woken ([`QueueWaker::wake`]). Requests that may wait
+    /// long go to `divert` and requests that wait for the device to `hand_offs`, when given.
     /// `handle` must answer through the channel it is given before it returns; a request left
     /// unanswered gets EIO.
-    pub fn run(&mut self, handle: &Handle<'_>, hand_offs: Option<&Sender<HandOff>>) -> io::Result<()> {
+    pub fn run(
+        &mut self,
+        handle: &Handle<'_>,
+        hand_offs: Option<&Sender<HandOff>>,
+        divert: Option<&Divert<'_>>,
+    ) -> io::Result<()> {
         for index in 0..self.entries.len() {
             let sqe = self.register_sqe(index);
             self.push(&sqe)?;
@@ -407,7 +431,15 @@ impl Queue {
                     continue;
                 }
                 let mut buffers = self.entries[index].buffers.take().expect("a completed entry holds its buffers");
-                if let Some(jobs) = hand_offs.filter(|_| hand_off(buffers.opcode())) {
+                let (opcode, nodeid) = buffers.target();
+                if let Some(divert) = divert.filter(|d| (d.is_slow)(opcode, nodeid)) {
+                    let job = HandOff { index, buffers, back: self.answered.0.clone(), wake: Arc::clone(&self.wake) };
+                    match (divert.send)(job) {
+                        Ok(()) => continue,
+                        Err(job) => buffers = job.buffers,
+                    }
+                }
+                if let Some(jobs) = hand_offs.filter(|_| hand_off(opcode)) {
                     let back = self.answered.0.clone();
                     let job = HandOff { index, buffers, back, wake: Arc::clone(&self.wake) };
                     if let Err(refused) = jobs.send(job) {

@@ -9,7 +9,7 @@ mod service;
 mod shard;
 mod writer;
 
-pub use service::{CollectionSpec, CollectionStats, Vectors, K_MAX, QUERIES_MAX, RANGE_LIMIT_MAX};
+pub use service::{CollectionSpec, CollectionStats, Vectors, ID_MAX, K_MAX, QUERIES_MAX, RANGE_LIMIT_MAX, RESULTS_MAX};
 pub use shard::ShardStats;
 pub use writer::LOG_ARENA_BYTES_PER_WORKER;
 
@@ -23,6 +23,18 @@ pub enum VectorError {
     Invalid(String),
     #[error("directory {0} is not a collection")]
     NotCollection(u64),
+    /// Assigning ids to a batch would pass [`ID_MAX`].
+    #[error(
+        "the collection's assigned ids are used up: {count} more from {next} would pass {ID_MAX}; give ids explicitly"
+    )]
+    IdsExhausted { next: u64, count: u64 },
+    /// A search whose answer would exceed [`RESULTS_MAX`].
+    #[error("{results} results requested (queries × k or × limit): at most {RESULTS_MAX} per request")]
+    TooManyResults { results: u64 },
+    /// A request panicked on the worker that owns this shard: the shard is closed, and every later
+    /// request for it fails, until the daemon restarts and replays its log.
+    #[error("shard {shard} failed: {reason}")]
+    WorkerFailed { shard: u64, reason: String },
     #[error("shard log {shard} at byte {offset}: {reason}")]
     Corrupt { shard: u64, offset: u64, reason: String },
     /// An earlier append to this shard log failed; its later changes cannot be made durable.
@@ -40,18 +52,5 @@ pub enum VectorError {
 impl VectorError {
     pub fn invalid(message: impl Into<String>) -> VectorError {
         VectorError::Invalid(message.into())
-    }
-
-    /// The errno a POSIX caller sees.
-    pub fn errno(&self) -> i32 {
-        match self {
-            VectorError::Invalid(_) => libc::EINVAL,
-            VectorError::NotCollection(_) => libc::ENOTTY,
-            VectorError::Corrupt { .. } => libc::EIO,
-            VectorError::LogFailed { errno, .. } => *errno,
-            VectorError::Closed => libc::ESHUTDOWN,
-            VectorError::Embed(e) => e.errno(),
-            VectorError::Engine(e) => e.errno(),
-        }
     }
 }

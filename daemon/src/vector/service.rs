@@ -37,6 +37,12 @@ pub const K_MAX: usize = 10_000;
 pub const RANGE_LIMIT_MAX: usize = 100_000;
 /// The most queries in one search request.
 pub const QUERIES_MAX: usize = 100_000;
+/// The most results one search request returns: queries × k, or queries × limit. 4 Mi results
+/// are 64 MiB of (id, distance) pairs.
+pub const RESULTS_MAX: usize = 1 << 22;
+/// The largest vector id a caller may give or a collection assign: `i64::MAX`, so that ids fit
+/// the signed 64-bit integers numpy, FAISS and JSON readers use for them.
+pub const ID_MAX: u64 = i64::MAX as u64;
 
 /// What a new collection is.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -76,6 +82,9 @@ type Job = Box<dyn FnOnce(&mut Owned) + Send>;
 struct Owned {
     shards: HashMap<u64, Shard>,
     writer: LogWriter,
+    /// Shards closed because a request panicked on them, with the panic's message: their memory
+    /// may be half-changed, so they answer nothing until the daemon restarts and replays them.
+    failed: HashMap<u64, String>,
 }
 
 struct Worker {
@@ -111,11 +120,20 @@ struct Open {
     counters: Counters,
 }
 
+/// A collection's place in the table of open collections: the first request opens it (replays
+/// its logs) holding only this slot's lock, so a long replay delays requests for this
+/// collection alone.
+#[derive(Default)]
+struct Slot {
+    open: std::sync::OnceLock<Arc<Open>>,
+    opening: Mutex<()>,
+}
+
 /// The vector service over one engine.
 pub struct Vectors<S: Storage> {
     engine: EngineHandle<S>,
     workers: Vec<Worker>,
-    open: Mutex<HashMap<u64, Arc<Open>>>,
+    open: Mutex<HashMap<u64, Arc<Slot>>>,
 }
 
 impl<S: Storage> Vectors<S> {
@@ -165,7 +183,7 @@ impl<S: Storage> Vectors<S> {
 
     /// The collection record of `dir`, or None when `dir` is not a collection.
     pub fn record(&self, dir: u64) -> Result<Option<CollectionRecord>, VectorError> {
-        if let Some(open) = self.open.lock().get(&dir) {
+        if let Some(open) = self.open.lock().get(&dir).and_then(|slot| slot.open.get().cloned()) {
             return Ok(Some(open.record.clone()));
         }
         Ok(self.engine.collection(dir)?)
@@ -187,6 +205,9 @@ impl<S: Storage> Vectors<S> {
             return Err(VectorError::invalid(
                 "this is a text collection: its vectors come from the documents written into it",
             ));
+        }
+        if let Some(id) = ids.and_then(|ids| ids.iter().find(|&&id| id > ID_MAX)) {
+            return Err(VectorError::invalid(format!("id {id} is above the largest id, {ID_MAX}")));
         }
         self.insert_open(&open, ids, vectors, attrs, false)
     }
@@ -255,7 +276,7 @@ impl<S: Storage> Vectors<S> {
                 ids.to_vec()
             }
             None => {
-                let first = open.next_id.fetch_add(count as u64, Ordering::AcqRel);
+                let first = assign_ids(&open.next_id, count as u64)?;
                 (first..first + count as u64).collect()
             }
         };
@@ -366,6 +387,10 @@ impl<S: Storage> Vectors<S> {
         let (open, queries) = self.prepare_queries(dir, queries)?;
         let started = Instant::now();
         let query_count = queries.len() / open.record.dim as usize;
+        let results = query_count as u64 * keep as u64;
+        if results > RESULTS_MAX as u64 {
+            return Err(VectorError::TooManyResults { results });
+        }
         let metric = open.record.metric;
         let shared = Arc::new((queries, filter));
         let parts = vec![Arc::clone(&shared); open.record.shards.len()];
@@ -449,7 +474,8 @@ impl<S: Storage> Vectors<S> {
 
     /// Writes every open collection's pending changes to its logs (before unmount or sync).
     pub fn flush_all(&self) -> Result<(), VectorError> {
-        let dirs: Vec<u64> = self.open.lock().keys().copied().collect();
+        let dirs: Vec<u64> =
+            self.open.lock().iter().filter(|(_, slot)| slot.open.get().is_some()).map(|(dir, _)| *dir).collect();
         for dir in dirs {
             self.flush(dir)?;
         }
@@ -459,11 +485,13 @@ impl<S: Storage> Vectors<S> {
     /// Closes `dir`'s collection without flushing (it is being removed): its shards leave their
     /// owners' memory. Call before removing the directory.
     pub fn forget(&self, dir: u64) {
-        let Some(open) = self.open.lock().remove(&dir) else { return };
+        let Some(slot) = self.open.lock().remove(&dir) else { return };
+        let Some(open) = slot.open.get() else { return };
         let parts = vec![(); open.record.shards.len()];
         let shards = open.record.shards.clone();
         let _ = self.run_on(&shards, parts, |owned, ino, ()| {
             owned.shards.remove(&ino);
+            owned.failed.remove(&ino);
             owned.writer.forget(ino);
             Ok(())
         });
@@ -501,12 +529,33 @@ impl<S: Storage> Vectors<S> {
     }
 
     /// The open collection of `dir`, opening it (replaying its shard logs on their owners) on
-    /// first use.
+    /// first use. Only `dir`'s slot is locked while it opens.
     fn open(&self, dir: u64) -> Result<Arc<Open>, VectorError> {
-        let mut table = self.open.lock();
-        if let Some(open) = table.get(&dir) {
+        let slot = Arc::clone(self.open.lock().entry(dir).or_default());
+        if let Some(open) = slot.open.get() {
             return Ok(Arc::clone(open));
         }
+        let opening = slot.opening.lock();
+        if let Some(open) = slot.open.get() {
+            return Ok(Arc::clone(open));
+        }
+        let opened = self.replay(dir);
+        drop(opening);
+        match opened {
+            Ok(open) => Ok(Arc::clone(slot.open.get_or_init(|| open))),
+            Err(error) => {
+                // Not kept: a directory that is no collection (or failed to open) leaves no slot.
+                let mut table = self.open.lock();
+                if table.get(&dir).is_some_and(|s| Arc::ptr_eq(s, &slot) && s.open.get().is_none()) {
+                    table.remove(&dir);
+                }
+                Err(error)
+            }
+        }
+    }
+
+    /// Reads `dir`'s collection record and replays its shard logs on their owners.
+    fn replay(&self, dir: u64) -> Result<Arc<Open>, VectorError> {
         let record = self.engine.collection(dir)?.ok_or(VectorError::NotCollection(dir))?;
         let dim = record.dim as usize;
         let engine = self.engine.clone();
@@ -521,9 +570,7 @@ impl<S: Storage> Vectors<S> {
             Ok(max_id)
         })?;
         let next_id = max_ids.into_iter().flatten().max().map_or(0, |m| m.saturating_add(1));
-        let open = Arc::new(Open { record, next_id: AtomicU64::new(next_id), counters: Counters::default() });
-        table.insert(dir, Arc::clone(&open));
-        Ok(open)
+        Ok(Arc::new(Open { record, next_id: AtomicU64::new(next_id), counters: Counters::default() }))
     }
 
     /// Runs `f` on every shard of `open` (on the shard's owner), with that shard's part.
@@ -552,6 +599,9 @@ impl<S: Storage> Vectors<S> {
         R: Send + 'static,
     {
         self.run_on(&open.record.shards, parts, move |owned, ino, part| {
+            if let Some(reason) = owned.failed.get(&ino) {
+                return Err(VectorError::WorkerFailed { shard: ino, reason: reason.clone() });
+            }
             let shard = owned.shards.get_mut(&ino).ok_or(VectorError::Closed)?;
             f(shard, &mut owned.writer, part)
         })
@@ -576,7 +626,16 @@ impl<S: Storage> Vectors<S> {
             let f = Arc::clone(&f);
             let answers = answers.clone();
             let job: Job = Box::new(move |owned| {
-                let result = f(owned, ino, part);
+                // A panic is contained to the shard it happened on (see `Owned::failed`): the
+                // worker goes on serving its other shards.
+                let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| f(owned, ino, part)))
+                    .unwrap_or_else(|panic| {
+                        let reason = crate::service::panic_message(panic.as_ref());
+                        tracing::error!(shard = ino, %reason, "a request panicked on its shard; the shard is closed");
+                        owned.shards.remove(&ino);
+                        owned.failed.insert(ino, reason.clone());
+                        Err(VectorError::WorkerFailed { shard: ino, reason })
+                    });
                 let _ = answers.send((index, result));
             });
             let worker = &self.workers[index % self.workers.len()];
@@ -610,20 +669,44 @@ impl<S: Storage> Drop for Vectors<S> {
 /// that acknowledged vectors nobody syncs still reach the device within the engine's commit
 /// interval after that, as unsynced file data does.
 fn worker_loop<S: Storage>(queue: Receiver<Job>, engine: EngineHandle<S>, index: usize) {
-    let mut owned = Owned { shards: HashMap::new(), writer: LogWriter::start(engine, index) };
+    let mut owned = Owned { shards: HashMap::new(), writer: LogWriter::start(engine, index), failed: HashMap::new() };
     loop {
         match queue.recv_timeout(FLUSH_IDLE) {
             Ok(job) => job(&mut owned),
-            Err(crossbeam_channel::RecvTimeoutError::Timeout) => {
-                for shard in owned.shards.values_mut() {
-                    if let Err(error) = shard.flush(&mut owned.writer) {
-                        tracing::error!(%error, "writing a shard log in the background failed");
-                    }
-                }
-            }
+            Err(crossbeam_channel::RecvTimeoutError::Timeout) => flush_idle(&mut owned),
             Err(crossbeam_channel::RecvTimeoutError::Disconnected) => return,
         }
     }
+}
+
+/// Writes every shard's pending records to its log; a shard whose flush panics is closed as a
+/// request's would be.
+fn flush_idle(owned: &mut Owned) {
+    let inos: Vec<u64> = owned.shards.keys().copied().collect();
+    for ino in inos {
+        let Owned { shards, writer, failed } = &mut *owned;
+        let Some(shard) = shards.get_mut(&ino) else { continue };
+        match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| shard.flush(writer))) {
+            Ok(Ok(())) => {}
+            Ok(Err(error)) => tracing::error!(%error, "writing a shard log in the background failed"),
+            Err(panic) => {
+                let reason = crate::service::panic_message(panic.as_ref());
+                tracing::error!(shard = ino, %reason, "a background flush panicked; the shard is closed");
+                shards.remove(&ino);
+                failed.insert(ino, reason);
+            }
+        }
+    }
+}
+
+/// Takes `count` ids from a collection's counter; fails, taking none, when the last would pass
+/// [`ID_MAX`].
+fn assign_ids(next_id: &AtomicU64, count: u64) -> Result<u64, VectorError> {
+    next_id
+        .fetch_update(Ordering::AcqRel, Ordering::Acquire, |next| {
+            next.checked_add(count).filter(|&end| end <= ID_MAX.saturating_add(1)).map(|_| next + count)
+        })
+        .map_err(|next| VectorError::IdsExhausted { next, count })
 }
 
 /// Fills `part.sq_norms` with the squared norms of its rows of `batch`, or sets `part.bad` to the

@@ -46,6 +46,7 @@ use vexfs_format::BLOCK_SIZE;
 
 use super::VectorError;
 use crate::engine::EngineHandle;
+use crate::errno::Errno;
 use crate::io::IoBuf;
 use crate::storage::Storage;
 

@@ -39,7 +39,9 @@ pub enum CollectionCommand {
         /// A text collection: documents written into it are chunked, embedded and indexed.
         #[arg(long)]
         embed: bool,
-        /// The embedder of a text collection (default builtin:all-minilm-l6-v2).
+        /// The embedder of a text collection, by the name vexfsd defines it under (`vexfsd
+        /// --embedder NAME=SPEC`; the builtin all-minilm-l6-v2 always exists). Default: vexfsd's
+        /// --default-embedder.
         #[arg(long, requires = "embed", value_name = "NAME")]
         embedder: Option<String>,
         /// Target chunk length of a text collection, in bytes (default 1000).

@@ -34,6 +34,9 @@
 
 use std::cmp::Ordering;
 use std::fmt;
+use std::sync::Arc;
+
+use rustc_hash::FxHashSet;
 
 use vexfs_format::collection::AttrValue;
 
@@ -87,6 +90,11 @@ pub enum Filter {
     /// Some child holds (false when empty).
     Or(Vec<Filter>),
     Not(Box<Filter>),
+    /// The key is absent, or its value is not an integer in the set. Never parsed: the daemon
+    /// adds it to leave out what a caller may not see (the documents of a text collection it
+    /// cannot read), where an `or` of one equality per value would cost a comparison per value
+    /// for every row.
+    NotIn(String, Arc<FxHashSet<i64>>),
 }
 
 /// A parse error: where, what the parser expected there, and what it found.
@@ -118,6 +126,7 @@ impl Filter {
             Filter::And(children) => children.iter().all(|child| child.matches(attrs)),
             Filter::Or(children) => children.iter().any(|child| child.matches(attrs)),
             Filter::Not(child) => !child.matches(attrs),
+            Filter::NotIn(key, set) => !matches!(lookup(key), Some(AttrValue::Int(value)) if set.contains(value)),
         }
     }
 }
@@ -560,6 +569,14 @@ impl fmt::Display for Filter {
             Filter::And(children) | Filter::Or(children) if children.len() == 1 => children[0].fmt(f),
             Filter::And(children) => write_joined(f, children, " and ", 2),
             Filter::Or(children) => write_joined(f, children, " or ", 1),
+            Filter::NotIn(key, set) => {
+                // As the language would say it: not (key = a or key = b ...), in a fixed order.
+                let mut values: Vec<i64> = set.iter().copied().collect();
+                values.sort_unstable();
+                let equalities: Vec<Filter> =
+                    values.into_iter().map(|v| Filter::Eq(key.clone(), AttrValue::Int(v))).collect();
+                Filter::Not(Box::new(Filter::Or(equalities))).fmt(f)
+            }
             Filter::Not(child) => {
                 // `not` binds tightest, so anything but a single predicate needs parentheses.
                 if binding(child) < 3 {

@@ -1,0 +1,349 @@
+//! Insert streams: a collection's `.vexfs-insert` file takes batches larger than an ioctl.
+//!
+//! Each batch is a 32-byte [`BatchHeader`] (`VXIB` magic, version, flags, dimension, count)
+//! followed by `count` u64 ids when flagged, then `count × dim` f32 values, all little-endian
+//! (`docs/PROTOCOL.md`, "Insert stream"). The header is checked the moment its 32 bytes arrive,
+//! dimension included, and the batch's whole length is charged to the writer's share then
+//! ([`limits`]); the body is copied straight into the id and value arrays the vector service
+//! takes, and the batch is applied, whole or not at all, when its last byte arrives. Reading the
+//! stream returns a receipt per batch applied through that open file, one JSON line each:
+//! `{"batch": 0, "count": 500, "assigned_from": 1000}` (`null` when the batch carried ids).
+//! `fsync` makes every applied batch durable, and fails with EINVAL while a batch is incomplete.
+//! After a refused batch the stream refuses everything: its position in the batch sequence is
+//! lost.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use parking_lot::Mutex;
+use vexfs_format::ioctl::BatchHeader;
+use zerocopy::IntoBytes;
+
+use super::limits::{STREAMS_PER_USER_MAX, STREAM_BATCH_BYTES_MAX, STREAM_BYTES_PER_USER_MAX, STREAM_RECEIPTS_MAX};
+use super::{access, Bound, Caller, Collections, Result, ServiceError};
+use crate::storage::Storage;
+
+// Batch bodies are little-endian and copied into native arrays as they are.
+const _: () = assert!(cfg!(target_endian = "little"));
+
+const HEADER_BYTES: usize = size_of::<BatchHeader>();
+
+/// The batch being received.
+struct Batch {
+    ids: Option<Vec<u64>>,
+    values: Vec<f32>,
+    /// Body bytes received (ids, then values).
+    received: usize,
+    /// Bytes charged to the writer's share: the whole batch.
+    charged: usize,
+}
+
+impl Batch {
+    fn body_len(&self) -> usize {
+        self.ids.as_ref().map_or(0, |ids| ids.len() * 8) + self.values.len() * 4
+    }
+
+    /// Copies as much of `data` as the body still takes; returns the bytes used.
+    fn fill(&mut self, data: &[u8]) -> usize {
+        let ids_len = self.ids.as_ref().map_or(0, |ids| ids.len() * 8);
+        let mut used = 0;
+        if self.received < ids_len {
+            let ids = self.ids.as_mut().expect("ids_len > 0").as_mut_bytes();
+            let n = (ids_len - self.received).min(data.len());
+            ids[self.received..self.received + n].copy_from_slice(&data[..n]);
+            self.received += n;
+            used = n;
+        }
+        let at = self.received - ids_len.min(self.received);
+        let values = self.values.as_mut_bytes();
+        let n = (values.len() - at).min(data.len() - used);
+        values[at..at + n].copy_from_slice(&data[used..used + n]);
+        self.received += n;
+        used + n
+    }
+}
+
+/// One open `.vexfs-insert`.
+struct Stream {
+    dir: u64,
+    uid: u32,
+    dim: u32,
+    /// Bytes written so far; the next write must start here.
+    received: u64,
+    header: Vec<u8>,
+    batch: Option<Batch>,
+    /// Why an earlier batch was refused: later writes are refused too.
+    failed: Option<String>,
+    batches: usize,
+    receipts: Vec<u8>,
+}
+
+#[derive(Default)]
+struct Share {
+    streams: usize,
+    bytes: usize,
+}
+
+/// Lock order: a stream's lock before the table's, never the other way.
+#[derive(Default)]
+struct Table {
+    next_fh: u64,
+    /// Handle to the stream's collection and the stream.
+    streams: HashMap<u64, (u64, Arc<Mutex<Stream>>)>,
+    users: HashMap<u32, Share>,
+}
+
+/// The open insert streams of every collection.
+#[derive(Default)]
+pub struct Streams {
+    table: Mutex<Table>,
+}
+
+impl Streams {
+    fn get(&self, fh: u64) -> Result<Arc<Mutex<Stream>>> {
+        self.table.lock().streams.get(&fh).map(|(_, s)| Arc::clone(s)).ok_or(ServiceError::BadHandle)
+    }
+
+    /// Charges `uid`'s share `bytes` more; refuses past the bound.
+    fn charge(&self, uid: u32, bytes: usize) -> Result<()> {
+        let mut table = self.table.lock();
+        let share = table.users.entry(uid).or_default();
+        if share.bytes + bytes > STREAM_BYTES_PER_USER_MAX {
+            return Err(ServiceError::limit(
+                Bound::Quota,
+                format!(
+                    "this user's insert streams would hold {} bytes of incomplete batches: at most {STREAM_BYTES_PER_USER_MAX}",
+                    share.bytes + bytes
+                ),
+            ));
+        }
+        share.bytes += bytes;
+        Ok(())
+    }
+
+    fn refund(&self, uid: u32, bytes: usize) {
+        let mut table = self.table.lock();
+        let share = table.users.entry(uid).or_default();
+        share.bytes = share.bytes.saturating_sub(bytes);
+    }
+
+    /// Drops the streams of a collection that is going away; their writes then fail (EBADF).
+    pub fn forget_collection(&self, dir: u64) {
+        let fhs: Vec<u64> =
+            self.table.lock().streams.iter().filter(|(_, (d, _))| *d == dir).map(|(fh, _)| *fh).collect();
+        for fh in fhs {
+            self.close(fh);
+        }
+    }
+
+    fn close(&self, fh: u64) -> Option<usize> {
+        let (_, stream) = self.table.lock().streams.remove(&fh)?;
+        let stream = stream.lock();
+        let pending = stream.batch.as_ref().map_or(0, |b| b.charged);
+        let mut table = self.table.lock();
+        let share = table.users.entry(stream.uid).or_default();
+        share.streams = share.streams.saturating_sub(1);
+        share.bytes = share.bytes.saturating_sub(pending);
+        Some(stream.header.len() + stream.batch.as_ref().map_or(0, |b| b.received))
+    }
+}
+
+impl<S: Storage> Collections<S> {
+    /// Opens collection `dir`'s insert stream for `caller`, who needs write permission on it;
+    /// returns the stream's handle.
+    pub fn stream_open(&self, caller: &Caller, dir: u64) -> Result<u64> {
+        let record = self.collection(caller, dir, access::WRITE, "inserting")?;
+        if record.text.is_some() {
+            return Err(ServiceError::invalid(
+                "this is a text collection: its vectors come from the documents written into it",
+            ));
+        }
+        let mut table = self.streams.table.lock();
+        let share = table.users.entry(caller.uid).or_default();
+        if share.streams >= STREAMS_PER_USER_MAX {
+            return Err(ServiceError::limit(
+                Bound::Quota,
+                format!("this user has {STREAMS_PER_USER_MAX} insert streams open, the most allowed"),
+            ));
+        }
+        share.streams += 1;
+        table.next_fh += 1;
+        let fh = table.next_fh;
+        let stream = Stream {
+            dir,
+            uid: caller.uid,
+            dim: record.dim,
+            received: 0,
+            header: Vec::with_capacity(HEADER_BYTES),
+            batch: None,
+            failed: None,
+            batches: 0,
+            receipts: Vec::new(),
+        };
+        table.streams.insert(fh, (dir, Arc::new(Mutex::new(stream))));
+        Ok(fh)
+    }
+
+    /// Takes `data`, written at `offset` of stream `fh`, and applies every batch it completes.
+    /// Writes must be sequential.
+    pub fn stream_write(&self, fh: u64, offset: u64, mut data: &[u8]) -> Result<()> {
+        let stream = self.streams.get(fh)?;
+        let mut stream = stream.lock();
+        if let Some(reason) = &stream.failed {
+            return Err(ServiceError::invalid(format!("an earlier batch on this stream was refused ({reason})")));
+        }
+        if offset != stream.received {
+            let expected = stream.received;
+            let error = ServiceError::invalid(format!(
+                ".vexfs-insert is written sequentially: a write at byte {offset}, expected {expected}"
+            ));
+            return Err(self.stream_failed(&mut stream, error));
+        }
+        stream.received += data.len() as u64;
+        while !data.is_empty() {
+            let step = match stream.batch.as_mut() {
+                None => self.stream_header(&mut stream, data),
+                Some(batch) => Ok(batch.fill(data)),
+            };
+            let used = step.map_err(|error| self.stream_failed(&mut stream, error))?;
+            data = &data[used..];
+            let complete = stream.batch.as_ref().is_some_and(|b| b.received == b.body_len());
+            if complete {
+                self.stream_apply(&mut stream).map_err(|error| self.stream_failed(&mut stream, error))?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Takes header bytes from `data`; once all 32 are in, checks the header, charges the batch
+    /// and makes room for its body. Returns the bytes used.
+    fn stream_header(&self, stream: &mut Stream, data: &[u8]) -> Result<usize> {
+        let used = (HEADER_BYTES - stream.header.len()).min(data.len());
+        stream.header.extend_from_slice(&data[..used]);
+        if stream.header.len() < HEADER_BYTES {
+            return Ok(used);
+        }
+        let header =
+            BatchHeader::parse(&stream.header).map_err(|e| ServiceError::invalid(format!(".vexfs-insert: {e}")))?;
+        if header.dim() != stream.dim as usize {
+            return Err(ServiceError::invalid(format!(
+                ".vexfs-insert: a batch of dimension {} for a collection of dimension {}",
+                header.dim(),
+                stream.dim
+            )));
+        }
+        let len = header.batch_len();
+        if len > STREAM_BATCH_BYTES_MAX as u64 {
+            return Err(ServiceError::limit(
+                Bound::FileSize,
+                format!(".vexfs-insert: a batch of {len} bytes; at most {STREAM_BATCH_BYTES_MAX} per batch"),
+            ));
+        }
+        if stream.batches >= STREAM_RECEIPTS_MAX {
+            return Err(ServiceError::limit(
+                Bound::Count,
+                format!(".vexfs-insert: {STREAM_RECEIPTS_MAX} batches through one open stream; open it again"),
+            ));
+        }
+        let charged = len as usize;
+        self.streams.charge(stream.uid, charged)?;
+        let count = header.count();
+        stream.batch = Some(Batch {
+            ids: header.with_ids().then(|| vec![0; count]),
+            values: vec![0.0; count * header.dim()],
+            received: 0,
+            charged,
+        });
+        Ok(used)
+    }
+
+    /// Applies the complete batch of `stream` and writes its receipt.
+    fn stream_apply(&self, stream: &mut Stream) -> Result<()> {
+        let batch = stream.batch.take().expect("a complete batch");
+        stream.header.clear();
+        self.streams.refund(stream.uid, batch.charged);
+        let given = batch.ids.is_some();
+        let ids = self.vectors().insert(stream.dir, batch.ids.as_deref(), batch.values, Vec::new())?;
+        let from = if given { "null".to_string() } else { ids.first().map_or(0, |&id| id).to_string() };
+        let line = format!("{{\"batch\": {}, \"count\": {}, \"assigned_from\": {from}}}\n", stream.batches, ids.len());
+        stream.receipts.extend_from_slice(line.as_bytes());
+        stream.batches += 1;
+        Ok(())
+    }
+
+    /// Marks `stream` failed with `error` (dropping its incomplete batch) and returns the error.
+    fn stream_failed(&self, stream: &mut Stream, error: ServiceError) -> ServiceError {
+        tracing::info!(collection = stream.dir, %error, "insert batch refused");
+        if let Some(batch) = stream.batch.take() {
+            self.streams.refund(stream.uid, batch.charged);
+        }
+        stream.failed = Some(error.to_string());
+        error
+    }
+
+    /// Reads `size` bytes at `offset` of stream `fh`'s receipts.
+    pub fn stream_read(&self, fh: u64, offset: u64, size: u32) -> Result<Vec<u8>> {
+        let stream = self.streams.get(fh)?;
+        let stream = stream.lock();
+        let start = usize::try_from(offset).unwrap_or(usize::MAX).min(stream.receipts.len());
+        let end = start.saturating_add(size as usize).min(stream.receipts.len());
+        Ok(stream.receipts[start..end].to_vec())
+    }
+
+    /// Makes every batch applied through stream `fh` durable; refused while a batch is
+    /// incomplete.
+    pub fn stream_fsync(&self, fh: u64) -> Result<()> {
+        let stream = self.streams.get(fh)?;
+        let dir = {
+            let stream = stream.lock();
+            let pending = stream.header.len() + stream.batch.as_ref().map_or(0, |b| b.received);
+            if pending > 0 {
+                return Err(ServiceError::invalid(format!(
+                    "fsync of .vexfs-insert with an incomplete batch ({pending} bytes received)"
+                )));
+            }
+            stream.dir
+        };
+        self.vectors().sync(dir)?;
+        Ok(())
+    }
+
+    /// Closes stream `fh`; an incomplete batch is dropped.
+    pub fn stream_release(&self, fh: u64) {
+        if let Some(pending) = self.streams.close(fh).filter(|&p| p > 0) {
+            tracing::info!(bytes = pending, "incomplete insert batch discarded at close");
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_body_fills_ids_then_values_from_any_split() {
+        let ids = [7u64, u64::MAX];
+        let values = [1.5f32, -2.0, 3.25, 0.0];
+        let mut body = Vec::new();
+        for id in ids {
+            body.extend_from_slice(&id.to_le_bytes());
+        }
+        for v in values {
+            body.extend_from_slice(&v.to_le_bytes());
+        }
+        for split in [1, 3, 8, 13, 16, 31] {
+            let mut batch = Batch { ids: Some(vec![0; 2]), values: vec![0.0; 4], received: 0, charged: 0 };
+            let mut rest = &body[..];
+            while !rest.is_empty() {
+                let used = batch.fill(&rest[..split.min(rest.len())]);
+                rest = &rest[used..];
+            }
+            assert_eq!(batch.received, batch.body_len());
+            assert_eq!(batch.ids.as_deref(), Some(&ids[..]), "split {split}");
+            assert_eq!(batch.values, values, "split {split}");
+        }
+        let mut batch = Batch { ids: None, values: vec![0.0; 1], received: 0, charged: 0 };
+        assert_eq!(batch.fill(&[0, 0, 128, 63, 9, 9]), 4, "stops at the body's end");
+        assert_eq!(batch.values, [1.0]);
+    }
+}
