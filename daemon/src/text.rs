@@ -74,6 +74,8 @@ const PLAIN_CACHE_MAX: usize = 1 << 16;
 const READ_BYTES: u32 = 1 << 20;
 /// How often a waiting caller looks whether it was interrupted.
 const WAIT_SLICE: Duration = Duration::from_millis(50);
+/// How long stopping waits for the indexing threads to finish their rounds.
+const STOP_WAIT_MAX: Duration = Duration::from_secs(5);
 /// The longest snippet a text hit carries, in bytes.
 pub const SNIPPET_BYTES_MAX: usize = 200;
 /// The largest k of a text search.
@@ -545,12 +547,23 @@ impl<S: Storage> Texts<S> {
 
     /// Stops indexing after the current rounds. Documents still queued are indexed when their
     /// collection is next loaded (their ctime differs from their vectors').
+    ///
+    /// A thread still inside its embedder after [`STOP_WAIT_MAX`] (a server that does not
+    /// answer) is left to finish on its own: it stores nothing once indexing has stopped.
     pub fn stop(&self) {
         self.inner.state.lock().stop = true;
         self.inner.changed.notify_all();
-        let threads: Vec<JoinHandle<()>> = self.inner.threads.lock().drain().map(|(_, t)| t).collect();
-        for thread in threads {
-            let _ = thread.join();
+        let threads: Vec<(String, JoinHandle<()>)> = self.inner.threads.lock().drain().collect();
+        let deadline = std::time::Instant::now() + STOP_WAIT_MAX;
+        for (embedder, thread) in threads {
+            while !thread.is_finished() && std::time::Instant::now() < deadline {
+                std::thread::sleep(WAIT_SLICE / 5);
+            }
+            if thread.is_finished() {
+                let _ = thread.join();
+            } else {
+                tracing::warn!(embedder, "an indexing thread is still waiting for its embedder; not waiting for it");
+            }
         }
     }
 }
@@ -1033,6 +1046,9 @@ fn embed_doc<S: Storage>(
                 vectors.len(),
                 chunks.len()
             )));
+        }
+        if inner.state.lock().stop {
+            return Err(VectorError::Closed);
         }
         let first = round * CHUNKS_PER_ROUND_MAX;
         let ids: Vec<u64> = (first..first + chunks.len()).map(|c| chunk_id(doc.ino, c)).collect();

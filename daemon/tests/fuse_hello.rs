@@ -33,11 +33,18 @@ use vexfs_daemon::fuse::uring;
 const ROOT: u64 = 1;
 const HELLO: u64 = 2;
 const DATA: u64 = 3;
+/// A file whose READ waits until the caller interrupts it (a slow request, as a text fsync is).
+const SLOW: u64 = 4;
 const HELLO_TEXT: &[u8] = b"hello\n";
 /// Long enough that only an invalidation makes the kernel ask for attributes again.
 const TTL: Duration = Duration::from_secs(600);
 /// A LOOKUP of this name is dropped unanswered, which must reach the caller as EIO.
 const DROPPED: &str = "dropped";
+/// A LOOKUP of this name panics in the handler, which must reach the caller as EIO and cost the
+/// session no thread.
+const PANICS: &str = "panics";
+/// How long a READ of `SLOW` waits for its interrupt before answering anyway.
+const SLOW_WAIT_MAX: Duration = Duration::from_secs(20);
 /// WRITE data must start on this boundary, for O_DIRECT without a copy.
 const PAGE_SIZE: usize = 4096;
 const SESSION_END_TIMEOUT: Duration = Duration::from_secs(30);
@@ -54,6 +61,9 @@ struct HelloFs {
     extra_blocks: AtomicU64,
     /// Requests answered on ring queue threads (`vexfs-ring-*`).
     on_ring: AtomicU64,
+    /// READs of `SLOW` that saw their interrupt, and those answered off the slow pool.
+    interrupted: AtomicU64,
+    slow_elsewhere: AtomicU64,
 }
 
 impl HelloFs {
@@ -62,6 +72,7 @@ impl HelloFs {
             ROOT => (libc::S_IFDIR | 0o755, 2, 0),
             HELLO => (libc::S_IFREG | 0o444, 1, HELLO_TEXT.len() as u64),
             DATA => (libc::S_IFREG | 0o644, 1, self.data.lock().len() as u64),
+            SLOW => (libc::S_IFREG | 0o444, 1, 4096),
             _ => return None,
         };
         let extra = if ino == DATA { self.extra_blocks.load(Ordering::SeqCst) } else { 0 };
@@ -72,6 +83,8 @@ impl HelloFs {
     fn lookup(&self, parent: u64, name: &OsStr, reply: Reply<'_>) {
         let ino = match name.to_str() {
             Some(DROPPED) => return drop(reply),
+            Some(PANICS) => panic!("a handler bug"),
+            Some("slow") if parent == ROOT => SLOW,
             Some("hello") if parent == ROOT => HELLO,
             Some("data") if parent == ROOT => DATA,
             _ => return reply.error(libc::ENOENT),
@@ -95,15 +108,38 @@ impl HelloFs {
         if ino == DATA && flags & libc::O_TRUNC as u32 != 0 {
             self.data.lock().clear();
         }
-        reply.open(ino, 0);
+        // Direct I/O for SLOW: its READ is then the caller's own request, which a signal to the
+        // caller interrupts (a readahead READ belongs to no caller).
+        let fopen_direct_io = 1;
+        reply.open(ino, if ino == SLOW { fopen_direct_io } else { 0 });
     }
 
     fn read(&self, ino: u64, offset: u64, size: u32, reply: Reply<'_>) {
+        if ino == SLOW {
+            return self.read_slow(reply);
+        }
         let data = self.data.lock();
         let content: &[u8] = if ino == HELLO { HELLO_TEXT } else { &data };
         let start = (offset as usize).min(content.len());
         let end = (start + size as usize).min(content.len());
         reply.data(&content[start..end]);
+    }
+
+    /// Waits for the kernel's INTERRUPT, then answers EINTR (or data, if none comes).
+    fn read_slow(&self, reply: Reply<'_>) {
+        if !std::thread::current().name().is_some_and(|name| name.starts_with("vexfs-slow-")) {
+            self.slow_elsewhere.fetch_add(1, Ordering::Relaxed);
+        }
+        let interrupt = reply.interrupt();
+        let deadline = Instant::now() + SLOW_WAIT_MAX;
+        while !interrupt.is_set() && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        if interrupt.is_set() {
+            self.interrupted.fetch_add(1, Ordering::Relaxed);
+            return reply.error(libc::EINTR);
+        }
+        reply.data(&[0; 16]);
     }
 
     fn write(&self, offset: u64, payload: &[u8], reply: Reply<'_>) {
@@ -176,6 +212,10 @@ impl Handler for HelloFs {
 
     fn destroy(&self) {
         self.destroyed.store(true, Ordering::SeqCst);
+    }
+
+    fn is_slow(&self, _opcode: u32, nodeid: u64) -> bool {
+        nodeid == SLOW
     }
 }
 
@@ -252,6 +292,8 @@ fn run_hello(transport: Transport) {
     }
     check_directory(&path);
     check_dropped_reply_is_eio(&path);
+    check_panics_are_eio_and_cost_no_thread(&path);
+    check_slow_requests_are_interrupted(&path, &fs);
     check_write_read_round_trip(&path, &fs);
     check_attribute_invalidation(&path, &fs);
 
@@ -321,6 +363,39 @@ fn check_directory(path: &Path) {
 fn check_dropped_reply_is_eio(path: &Path) {
     let err = fs::metadata(path.join(DROPPED)).expect_err("dropped reply");
     assert_eq!(err.raw_os_error(), Some(libc::EIO));
+}
+
+/// More panics than the session has threads of any kind: each is EIO, and the session serves on.
+fn check_panics_are_eio_and_cost_no_thread(path: &Path) {
+    for _ in 0..12 {
+        let err = fs::metadata(path.join(PANICS)).expect_err("a panicking handler");
+        assert_eq!(err.raw_os_error(), Some(libc::EIO));
+    }
+    check_directory(path);
+}
+
+/// A slow request runs on the slow pool, and a signal to its caller reaches it as an interrupt:
+/// the caller is answered at once, not when the request would have finished.
+fn check_slow_requests_are_interrupted(path: &Path, fs: &HelloFs) {
+    let started = Instant::now();
+    let mut cat = std::process::Command::new("cat").arg(path.join("slow")).spawn().expect("spawning cat");
+    let deadline = Instant::now() + Duration::from_secs(5);
+    // Give the READ time to reach the handler, then interrupt it.
+    std::thread::sleep(Duration::from_millis(300));
+    // SAFETY: kill(2) with a child's pid and a signal number has no memory effects.
+    unsafe { libc::kill(cat.id() as libc::pid_t, libc::SIGTERM) };
+    while cat.try_wait().expect("waiting for cat").is_none() {
+        assert!(Instant::now() < deadline, "the interrupted reader is still waiting");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    assert!(started.elapsed() < SLOW_WAIT_MAX / 2, "answered only when the wait ran out");
+    let seen = Instant::now() + Duration::from_secs(5);
+    while fs.interrupted.load(Ordering::Relaxed) == 0 {
+        assert!(Instant::now() < seen, "the handler never saw the interrupt");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    assert_eq!(fs.slow_elsewhere.load(Ordering::Relaxed), 0, "a slow request ran off the slow pool");
+    check_directory(path);
 }
 
 fn check_write_read_round_trip(path: &Path, fs: &HelloFs) {

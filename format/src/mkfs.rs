@@ -158,6 +158,20 @@ pub fn plan(params: &MkfsParams<'_>) -> Result<(Layout, Vec<crate::block::Placed
     Ok((layout, blocks))
 }
 
+/// A whole new volume in memory: [`plan`]'s blocks at their addresses, zeros elsewhere. For tests
+/// and small images (`vexfs mkfs` writes the planned blocks only).
+pub fn image(params: &MkfsParams<'_>) -> Result<Vec<u8>, FormatError> {
+    let (_, blocks) = plan(params)?;
+    let len =
+        usize::try_from(params.size_bytes).map_err(|_| FormatError::malformed(0, "an image larger than memory"))?;
+    let mut image = vec![0u8; len];
+    for (addr, block) in blocks {
+        let at = addr.byte_offset() as usize;
+        image[at..at + block.len()].copy_from_slice(&block);
+    }
+    Ok(image)
+}
+
 fn seal_new(mut block: Vec<u8>) -> Vec<u8> {
     crate::block::seal(&mut block, 0);
     block

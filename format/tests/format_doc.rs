@@ -1162,6 +1162,7 @@ fn check_limits(table: &Table, problems: &mut Vec<String>) {
         ("NAME_MAX", NAME_MAX as u64),
         ("SYMLINK_MAX", SYMLINK_MAX as u64),
         ("XATTR_VALUE_MAX", XATTR_VALUE_MAX as u64),
+        ("XATTR_LIST_MAX", items::XATTR_LIST_MAX as u64),
         ("INLINE_VALUE_MAX", INLINE_VALUE_MAX as u64),
         ("VALUE_MAX", VALUE_MAX as u64),
         ("OVERFLOW_DATA_SIZE", OVERFLOW_DATA_SIZE as u64),

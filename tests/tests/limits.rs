@@ -238,3 +238,36 @@ impl ReadAtAll for File {
         }
     }
 }
+
+#[test]
+fn xattrs_and_documents_are_bounded() {
+    if !require_root_and_fuse() {
+        return;
+    }
+    let volume = TestVolume::create(256 * MIB).expect("creating a test volume");
+    let mount = Mount::start(&volume, &MountOptions::default()).expect("mounting");
+    // An inode's xattr names fit one listxattr buffer (64 KiB with their NULs): 256 names of
+    // 255 bytes do, the 257th is refused, and listing them still works.
+    let file = mount.path().join("tagged");
+    fs::write(&file, b"x").expect("write");
+    let name = |i: usize| format!("user.{i:0>250}");
+    for i in 0..256 {
+        vexfs_tests::sys::setxattr(&file, &name(i), b"v", 0).expect("an xattr within the bound");
+    }
+    let refused = vexfs_tests::sys::setxattr(&file, &name(256), b"v", 0);
+    assert_eq!(errno_of(refused), libc::ENOSPC);
+    assert_eq!(vexfs_tests::sys::listxattr(&file).expect("listxattr").len(), 256);
+    vexfs_tests::sys::setxattr(&file, &name(3), b"replaced", 0).expect("replacing one is not a new name");
+
+    // A document needing more chunks than are indexed is stored, skipped, and counted.
+    let notes = mount.path().join("notes");
+    vexfs_ok(&args!["collection", "create", &notes, "--embed", "--chunk-bytes", "64"]);
+    let words = "lorem ipsum dolor sit amet ".repeat(5 << 20 >> 5);
+    fs::write(notes.join("long.txt"), &words).expect("write a long document");
+    fs::write(notes.join("short.txt"), "a short note about bread").expect("write");
+    vexfs_ok(&args!["sync", &notes]);
+    let stats: serde_json::Value = serde_json::from_str(&vexfs_ok(&args!["stats", &notes, "--json"])).expect("JSON");
+    assert_eq!((stats["docs_skipped"].as_u64(), stats["docs_indexed"].as_u64()), (Some(1), Some(1)), "{stats}");
+    assert!(mount.log().contains("more than the 65536 indexed"), "{}", mount.log());
+    mount.unmount().expect("unmounting");
+}

@@ -438,3 +438,65 @@ fn an_ollama_embedder_serves_a_text_collection() {
     assert_eq!(found[0].path, coll.join("rocket.txt"), "{found:?}");
     mount.unmount().expect("unmounting");
 }
+
+/// A stand-in for an Ollama server that answers the dimension probe (its first request) and then
+/// holds every later request without answering, until the process ends.
+fn stalled_ollama() -> u16 {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("binding a local port");
+    let port = listener.local_addr().expect("address").port();
+    std::thread::spawn(move || {
+        let mut held = Vec::new();
+        for (index, stream) in listener.incoming().flatten().enumerate() {
+            if index == 0 {
+                let _ = answer_embed(stream);
+            } else {
+                held.push(stream);
+            }
+        }
+    });
+    port
+}
+
+/// Goal: an embedder that stops answering delays its own collection only: another text
+/// collection is indexed and synced meanwhile, files and stats answer, an fsync waiting for the
+/// stuck document gives up when its caller is interrupted, and the daemon still unmounts.
+#[test]
+fn a_stalled_embedder_stalls_only_its_own_collection() {
+    if !require_root_and_fuse() {
+        return;
+    }
+    let port = stalled_ollama();
+    let volume = TestVolume::create(128 * MIB).expect("creating a test volume");
+    let definition = format!("stalled=ollama:http://127.0.0.1:{port}:m");
+    let options = MountOptions { extra_args: vec!["--embedder".into(), definition], ..Default::default() };
+    let mount = Mount::start(&volume, &options).expect("mounting");
+    let stuck = mount.path().join("stuck");
+    vexfs_ok(&args!["collection", "create", &stuck, "--embed", "--embedder", "stalled"]);
+    fs::write(stuck.join("waits.txt"), "this document waits for an embedder that never answers").expect("write");
+    let notes = mount.path().join("notes");
+    vexfs_ok(&args!["collection", "create", &notes, "--embed"]);
+    let started = std::time::Instant::now();
+    fs::write(notes.join(SUBJECTS[1].0), SUBJECTS[1].1).expect("write");
+    vexfs_ok(&args!["sync", &notes]);
+    assert_eq!(search(&notes, SUBJECTS[1].2, 1, None)[0].path, notes.join(SUBJECTS[1].0));
+    write_synced(&mount.path().join("plain.txt"), b"an ordinary file");
+    let queued = stats(&stuck)["docs_queued"].as_u64();
+    assert!(queued.is_some_and(|n| n >= 1), "the stuck document waits: {queued:?}");
+    assert!(started.elapsed() < std::time::Duration::from_secs(60), "took {:?}", started.elapsed());
+
+    // fsync of the stuck document waits; a signal to the caller ends the wait.
+    let vexfs = vexfs_tests::binaries().expect("binaries").vexfs.clone();
+    let mut waiting =
+        std::process::Command::new(vexfs).arg("sync").arg(stuck.join("waits.txt")).spawn().expect("spawn");
+    std::thread::sleep(std::time::Duration::from_secs(1));
+    assert!(waiting.try_wait().expect("try_wait").is_none(), "the fsync returned before the document was indexed");
+    sys::kill(waiting.id(), libc::SIGINT).expect("signalling the waiting fsync");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while waiting.try_wait().expect("try_wait").is_none() {
+        assert!(std::time::Instant::now() < deadline, "the interrupted fsync still waits");
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    let unmounting = std::time::Instant::now();
+    mount.unmount().expect("unmounting with an embedder that does not answer");
+    assert!(unmounting.elapsed() < std::time::Duration::from_secs(30), "unmount took {:?}", unmounting.elapsed());
+}

@@ -501,14 +501,14 @@ enum Found {
 
 /// One query of the language.
 #[derive(Clone, Debug, PartialEq)]
-enum Query {
+pub enum Query {
     Knn { vector: Vec<f32>, k: usize, filter: Option<String> },
     Range { vector: Vec<f32>, radius: f32, limit: usize, filter: Option<String> },
     Text { text: String, k: usize, filter: Option<String> },
 }
 
 /// Parses one line of a query file; the error is the message its answer line carries.
-fn parse_query(line: &str) -> std::result::Result<Query, String> {
+pub fn parse_query(line: &str) -> std::result::Result<Query, String> {
     let query: Value = serde_json::from_str(line).map_err(|e| format!("not a JSON object: {e}"))?;
     let object = query.as_object().ok_or("a query is a JSON object")?;
     let filter = match object.get("filter") {

@@ -1,4 +1,6 @@
 //! Insert streams: a collection's `.vexfs-insert` file takes batches larger than an ioctl.
+//! [`Framer`] is the framing alone (bytes in, batches out, no I/O); the service owns the open
+//! streams, their shares and receipts.
 //!
 //! Each batch is a 32-byte [`BatchHeader`] (`VXIB` magic, version, flags, dimension, count)
 //! followed by `count` u64 ids when flagged, then `count × dim` f32 values, all little-endian
@@ -28,10 +30,11 @@ const _: () = assert!(cfg!(target_endian = "little"));
 
 const HEADER_BYTES: usize = size_of::<BatchHeader>();
 
-/// The batch being received.
-struct Batch {
-    ids: Option<Vec<u64>>,
-    values: Vec<f32>,
+/// A batch being received, and once complete, what the vector service takes.
+pub struct Batch {
+    pub ids: Option<Vec<u64>>,
+    /// Row-major, `count × dim`.
+    pub values: Vec<f32>,
     /// Body bytes received (ids, then values).
     received: usize,
     /// Bytes charged to the writer's share: the whole batch.
@@ -61,17 +64,95 @@ impl Batch {
         self.received += n;
         used + n
     }
+
+    /// The bytes charged for it.
+    pub fn charged(&self) -> usize {
+        self.charged
+    }
+}
+
+/// The insert stream's framing, without I/O: bytes in, in any pieces, complete batches out.
+pub struct Framer {
+    dim: u32,
+    header: Vec<u8>,
+    batch: Option<Batch>,
+}
+
+impl Framer {
+    /// A framer for a collection of dimension `dim`.
+    pub fn new(dim: u32) -> Framer {
+        Framer { dim, header: Vec::with_capacity(HEADER_BYTES), batch: None }
+    }
+
+    /// Takes bytes from the start of `data` and returns how many it used and the batch they
+    /// completed, if any. A header is checked when its 32nd byte arrives (dimension included),
+    /// and `admit` is asked, with the whole batch's length, before room for its body is made:
+    /// its refusal is returned.
+    pub fn take(&mut self, data: &[u8], admit: impl FnOnce(usize) -> Result<()>) -> Result<(usize, Option<Batch>)> {
+        let used = match self.batch.as_mut() {
+            Some(batch) => batch.fill(data),
+            None => self.take_header(data, admit)?,
+        };
+        if self.batch.as_ref().is_some_and(|b| b.received == b.body_len()) {
+            self.header.clear();
+            return Ok((used, self.batch.take()));
+        }
+        Ok((used, None))
+    }
+
+    fn take_header(&mut self, data: &[u8], admit: impl FnOnce(usize) -> Result<()>) -> Result<usize> {
+        let used = (HEADER_BYTES - self.header.len()).min(data.len());
+        self.header.extend_from_slice(&data[..used]);
+        if self.header.len() < HEADER_BYTES {
+            return Ok(used);
+        }
+        let header =
+            BatchHeader::parse(&self.header).map_err(|e| ServiceError::invalid(format!(".vexfs-insert: {e}")))?;
+        if header.dim() != self.dim as usize {
+            return Err(ServiceError::invalid(format!(
+                ".vexfs-insert: a batch of dimension {} for a collection of dimension {}",
+                header.dim(),
+                self.dim
+            )));
+        }
+        let len = header.batch_len();
+        if len > STREAM_BATCH_BYTES_MAX as u64 {
+            return Err(ServiceError::limit(
+                Bound::FileSize,
+                format!(".vexfs-insert: a batch of {len} bytes; at most {STREAM_BATCH_BYTES_MAX} per batch"),
+            ));
+        }
+        let charged = len as usize;
+        admit(charged)?;
+        let count = header.count();
+        self.batch = Some(Batch {
+            ids: header.with_ids().then(|| vec![0; count]),
+            values: vec![0.0; count * header.dim()],
+            received: 0,
+            charged,
+        });
+        Ok(used)
+    }
+
+    /// Bytes of the incomplete batch received so far, header included.
+    pub fn pending(&self) -> usize {
+        self.header.len() + self.batch.as_ref().map_or(0, |b| b.received)
+    }
+
+    /// Drops the incomplete batch; returns the bytes it was charged.
+    pub fn abandon(&mut self) -> usize {
+        self.header.clear();
+        self.batch.take().map_or(0, |b| b.charged)
+    }
 }
 
 /// One open `.vexfs-insert`.
 struct Stream {
     dir: u64,
     uid: u32,
-    dim: u32,
     /// Bytes written so far; the next write must start here.
     received: u64,
-    header: Vec<u8>,
-    batch: Option<Batch>,
+    framer: Framer,
     /// Why an earlier batch was refused: later writes are refused too.
     failed: Option<String>,
     batches: usize,
@@ -139,12 +220,12 @@ impl Streams {
     fn close(&self, fh: u64) -> Option<usize> {
         let (_, stream) = self.table.lock().streams.remove(&fh)?;
         let stream = stream.lock();
-        let pending = stream.batch.as_ref().map_or(0, |b| b.charged);
+        let pending = stream.framer.batch.as_ref().map_or(0, |b| b.charged);
         let mut table = self.table.lock();
         let share = table.users.entry(stream.uid).or_default();
         share.streams = share.streams.saturating_sub(1);
         share.bytes = share.bytes.saturating_sub(pending);
-        Some(stream.header.len() + stream.batch.as_ref().map_or(0, |b| b.received))
+        Some(stream.framer.pending())
     }
 }
 
@@ -172,10 +253,8 @@ impl<S: Storage> Collections<S> {
         let stream = Stream {
             dir,
             uid: caller.uid,
-            dim: record.dim,
             received: 0,
-            header: Vec::with_capacity(HEADER_BYTES),
-            batch: None,
+            framer: Framer::new(record.dim),
             failed: None,
             batches: 0,
             receipts: Vec::new(),
@@ -201,67 +280,33 @@ impl<S: Storage> Collections<S> {
         }
         stream.received += data.len() as u64;
         while !data.is_empty() {
-            let step = match stream.batch.as_mut() {
-                None => self.stream_header(&mut stream, data),
-                Some(batch) => Ok(batch.fill(data)),
+            let (uid, batches) = (stream.uid, stream.batches);
+            let admit = |len: usize| {
+                if batches >= STREAM_RECEIPTS_MAX {
+                    return Err(ServiceError::limit(
+                        Bound::Count,
+                        format!(".vexfs-insert: {STREAM_RECEIPTS_MAX} batches through one open stream; open it again"),
+                    ));
+                }
+                self.streams.charge(uid, len)
             };
-            let used = step.map_err(|error| self.stream_failed(&mut stream, error))?;
+            let (used, complete) = match stream.framer.take(data, admit) {
+                Ok(step) => step,
+                Err(error) => return Err(self.stream_failed(&mut stream, error)),
+            };
             data = &data[used..];
-            let complete = stream.batch.as_ref().is_some_and(|b| b.received == b.body_len());
-            if complete {
-                self.stream_apply(&mut stream).map_err(|error| self.stream_failed(&mut stream, error))?;
+            if let Some(batch) = complete {
+                self.streams.refund(uid, batch.charged);
+                if let Err(error) = self.stream_apply(&mut stream, batch) {
+                    return Err(self.stream_failed(&mut stream, error));
+                }
             }
         }
         Ok(())
     }
 
-    /// Takes header bytes from `data`; once all 32 are in, checks the header, charges the batch
-    /// and makes room for its body. Returns the bytes used.
-    fn stream_header(&self, stream: &mut Stream, data: &[u8]) -> Result<usize> {
-        let used = (HEADER_BYTES - stream.header.len()).min(data.len());
-        stream.header.extend_from_slice(&data[..used]);
-        if stream.header.len() < HEADER_BYTES {
-            return Ok(used);
-        }
-        let header =
-            BatchHeader::parse(&stream.header).map_err(|e| ServiceError::invalid(format!(".vexfs-insert: {e}")))?;
-        if header.dim() != stream.dim as usize {
-            return Err(ServiceError::invalid(format!(
-                ".vexfs-insert: a batch of dimension {} for a collection of dimension {}",
-                header.dim(),
-                stream.dim
-            )));
-        }
-        let len = header.batch_len();
-        if len > STREAM_BATCH_BYTES_MAX as u64 {
-            return Err(ServiceError::limit(
-                Bound::FileSize,
-                format!(".vexfs-insert: a batch of {len} bytes; at most {STREAM_BATCH_BYTES_MAX} per batch"),
-            ));
-        }
-        if stream.batches >= STREAM_RECEIPTS_MAX {
-            return Err(ServiceError::limit(
-                Bound::Count,
-                format!(".vexfs-insert: {STREAM_RECEIPTS_MAX} batches through one open stream; open it again"),
-            ));
-        }
-        let charged = len as usize;
-        self.streams.charge(stream.uid, charged)?;
-        let count = header.count();
-        stream.batch = Some(Batch {
-            ids: header.with_ids().then(|| vec![0; count]),
-            values: vec![0.0; count * header.dim()],
-            received: 0,
-            charged,
-        });
-        Ok(used)
-    }
-
-    /// Applies the complete batch of `stream` and writes its receipt.
-    fn stream_apply(&self, stream: &mut Stream) -> Result<()> {
-        let batch = stream.batch.take().expect("a complete batch");
-        stream.header.clear();
-        self.streams.refund(stream.uid, batch.charged);
+    /// Applies complete `batch` of `stream` and writes its receipt.
+    fn stream_apply(&self, stream: &mut Stream, batch: Batch) -> Result<()> {
         let given = batch.ids.is_some();
         let ids = self.vectors().insert(stream.dir, batch.ids.as_deref(), batch.values, Vec::new())?;
         let from = if given { "null".to_string() } else { ids.first().map_or(0, |&id| id).to_string() };
@@ -274,9 +319,8 @@ impl<S: Storage> Collections<S> {
     /// Marks `stream` failed with `error` (dropping its incomplete batch) and returns the error.
     fn stream_failed(&self, stream: &mut Stream, error: ServiceError) -> ServiceError {
         tracing::info!(collection = stream.dir, %error, "insert batch refused");
-        if let Some(batch) = stream.batch.take() {
-            self.streams.refund(stream.uid, batch.charged);
-        }
+        let charged = stream.framer.abandon();
+        self.streams.refund(stream.uid, charged);
         stream.failed = Some(error.to_string());
         error
     }
@@ -296,7 +340,7 @@ impl<S: Storage> Collections<S> {
         let stream = self.streams.get(fh)?;
         let dir = {
             let stream = stream.lock();
-            let pending = stream.header.len() + stream.batch.as_ref().map_or(0, |b| b.received);
+            let pending = stream.framer.pending();
             if pending > 0 {
                 return Err(ServiceError::invalid(format!(
                     "fsync of .vexfs-insert with an incomplete batch ({pending} bytes received)"
@@ -345,5 +389,49 @@ mod tests {
         let mut batch = Batch { ids: None, values: vec![0.0; 1], received: 0, charged: 0 };
         assert_eq!(batch.fill(&[0, 0, 128, 63, 9, 9]), 4, "stops at the body's end");
         assert_eq!(batch.values, [1.0]);
+    }
+
+    /// Feeds `bytes` to `framer` in pieces of `split`; returns the batches and the first error.
+    fn feed(framer: &mut Framer, bytes: &[u8], split: usize) -> (Vec<Batch>, Option<ServiceError>) {
+        let mut batches = Vec::new();
+        let mut rest = bytes;
+        while !rest.is_empty() {
+            match framer.take(&rest[..split.min(rest.len())], |_| Ok(())) {
+                Ok((used, done)) => {
+                    rest = &rest[used..];
+                    batches.extend(done);
+                }
+                Err(error) => return (batches, Some(error)),
+            }
+        }
+        (batches, None)
+    }
+
+    #[test]
+    fn the_framer_yields_whole_batches_and_checks_headers_on_arrival() {
+        let mut bytes = BatchHeader::new(2, 1, true).as_bytes().to_vec();
+        bytes.extend_from_slice(&9u64.to_le_bytes());
+        bytes.extend_from_slice(&[0, 0, 128, 63, 0, 0, 0, 64]);
+        bytes.extend_from_slice(BatchHeader::new(2, 2, false).as_bytes());
+        bytes.extend_from_slice(&[0; 16]);
+        for split in [1, 5, 32, 33, 1000] {
+            let mut framer = Framer::new(2);
+            let (batches, error) = feed(&mut framer, &bytes, split);
+            assert!(error.is_none(), "split {split}: {error:?}");
+            assert_eq!(batches.len(), 2, "split {split}");
+            assert_eq!(batches[0].ids.as_deref(), Some(&[9][..]));
+            assert_eq!(batches[0].values, [1.0, 2.0]);
+            assert_eq!((batches[1].ids.as_ref(), batches[1].values.len()), (None, 4));
+            assert_eq!(framer.pending(), 0);
+        }
+        // The wrong dimension is refused at the header's 32nd byte, with nothing allocated.
+        let mut framer = Framer::new(3);
+        let (_, error) = feed(&mut framer, &bytes[..32], 32);
+        assert!(error.is_some_and(|e| e.to_string().contains("dimension 2 for a collection of dimension 3")));
+        // A refused admission is returned, and nothing is made room for.
+        let mut framer = Framer::new(2);
+        let refused = framer.take(&bytes[..32], |len| Err(ServiceError::limit(Bound::Quota, format!("{len}"))));
+        assert!(matches!(refused, Err(ServiceError::Limit { bound: Bound::Quota, .. })));
+        assert!(framer.batch.is_none());
     }
 }

@@ -750,3 +750,59 @@ fn first_non_finite(values: &[f32]) -> Option<usize> {
         }
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::engine::fs::Creds;
+    use crate::engine::{Clock, Engine, EngineOptions};
+    use crate::errno::Errno;
+    use crate::io::sim::SimStorage;
+    use vexfs_format::inode::{Timestamp, ROOT_INO};
+    use vexfs_format::mkfs::{image, MkfsParams};
+
+    struct Still;
+
+    impl Clock for Still {
+        fn now(&self) -> Timestamp {
+            Timestamp { sec: 1_800_000_000, nsec: 0 }
+        }
+    }
+
+    fn collection(vectors: &Vectors<Arc<SimStorage>>, name: &str) -> u64 {
+        let creds = Creds { uid: 0, gid: 0 };
+        let dir = vectors.engine().mkdir(ROOT_INO, name.as_bytes(), 0o755, creds).expect("mkdir").ino;
+        let spec = CollectionSpec { dim: 2, metric: Metric::L2, shards: 2, text: None };
+        vectors.create(dir, &spec).expect("create");
+        vectors.insert(dir, None, vec![0.0, 0.0, 1.0, 1.0, 2.0, 2.0, 3.0, 3.0], Vec::new()).expect("insert");
+        dir
+    }
+
+    /// Goal: a panic while a worker serves a shard closes that shard only; the worker, its other
+    /// shards and other collections go on, and the closed shard answers EIO.
+    #[test]
+    fn a_panic_closes_only_its_shard() {
+        let params = MkfsParams { size_bytes: 64 << 20, uuid: [3; 16], now: Still.now(), label: "t", uid: 0, gid: 0 };
+        let sim = Arc::new(SimStorage::from_image(image(&params).expect("image")));
+        let options = EngineOptions { cache_bytes: 16 << 20, commit_interval: Duration::from_secs(3600) };
+        let engine = Engine::open(sim, Arc::new(Still), options).expect("open");
+        let vectors = Vectors::new(engine.handle(), 2);
+        let (a, b) = (collection(&vectors, "a"), collection(&vectors, "b"));
+        let open = vectors.open(a).expect("open a");
+        let failed = vectors.on_shards(&open, vec![true, false], |_, boom| {
+            assert!(!boom, "a bug on shard 0");
+            Ok(())
+        });
+        let error = failed.expect_err("the panic is an error");
+        assert!(matches!(&error, VectorError::WorkerFailed { reason, .. } if reason == "a bug on shard 0"), "{error}");
+        assert_eq!(error.errno(), libc::EIO);
+        let error = vectors.knn(a, &[0.0, 0.0], 1, None).expect_err("shard 0 of a is closed");
+        assert!(matches!(error, VectorError::WorkerFailed { .. }), "{error}");
+        // Shard 1 of `a` lives on the same worker as shard 1 of `b`; shard 0 of `b` shares the
+        // failed shard's worker. Both go on.
+        assert_eq!(vectors.knn(b, &[3.0, 3.0], 1, None).expect("b searches")[0][0].id, 3);
+        assert_eq!(vectors.stats(b).expect("b stats").vectors, 4);
+        drop(vectors);
+        engine.close().expect("close");
+    }
+}

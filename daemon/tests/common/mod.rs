@@ -2,8 +2,7 @@
 
 use vexfs_daemon::engine::Clock;
 use vexfs_format::inode::Timestamp;
-use vexfs_format::mkfs::{plan, MkfsParams};
-use vexfs_format::BLOCK_SIZE;
+use vexfs_format::mkfs::{image, MkfsParams};
 
 /// A clock that never moves, so images are reproducible.
 pub struct FixedClock;
@@ -17,13 +16,7 @@ impl Clock for FixedClock {
 /// The bytes of a freshly formatted volume of `size_bytes`.
 pub fn fresh_image(size_bytes: u64, uuid: [u8; 16], label: &str) -> Vec<u8> {
     let params = MkfsParams { size_bytes, uuid, now: FixedClock.now(), label, uid: 0, gid: 0 };
-    let (_, blocks) = plan(&params).expect("mkfs plan");
-    let mut image = vec![0u8; size_bytes as usize];
-    for (addr, block) in blocks {
-        let at = addr.byte_offset() as usize;
-        image[at..at + BLOCK_SIZE].copy_from_slice(&block);
-    }
-    image
+    image(&params).expect("mkfs image")
 }
 
 /// SplitMix64: a tiny seeded generator, so a seed replays the same workload. Each test adds the
