@@ -18,7 +18,8 @@ use parking_lot::Mutex;
 use serde_json::Value;
 
 use super::limits::{
-    QUERY_BYTES_PER_USER_MAX, QUERY_FILES_PER_USER_MAX, QUERY_FILE_BYTES_MAX, QUERY_LINES_MAX, QUERY_RESULTS_BYTES_MAX,
+    Shares, QUERY_BYTES_PER_USER_MAX, QUERY_FILES_PER_USER_MAX, QUERY_FILE_BYTES_MAX, QUERY_LINES_MAX,
+    QUERY_RESULTS_BYTES_MAX,
 };
 use super::{access, Bound, Caller, Collections, Interrupt, Result, SearchRequest, ServiceError};
 use crate::storage::Storage;
@@ -74,20 +75,23 @@ impl QueryFile {
     }
 }
 
-/// A user's share of query-file memory.
-#[derive(Default)]
-struct Share {
-    files: usize,
-    bytes: usize,
-}
-
-#[derive(Default)]
 struct Table {
     next_id: u64,
     files: HashMap<u64, QueryFile>,
     /// (collection, user, name) to id.
     names: HashMap<(u64, u32, Vec<u8>), u64>,
-    users: HashMap<u32, Share>,
+    users: Shares,
+}
+
+impl Default for Table {
+    fn default() -> Table {
+        Table {
+            next_id: 0,
+            files: HashMap::new(),
+            names: HashMap::new(),
+            users: Shares::new("query files", QUERY_FILES_PER_USER_MAX, QUERY_BYTES_PER_USER_MAX),
+        }
+    }
 }
 
 impl Table {
@@ -95,27 +99,10 @@ impl Table {
         self.files.get_mut(&id).ok_or(ServiceError::Stale)
     }
 
-    /// Charges (or with a negative `delta`, refunds) `uid`'s share; refuses a charge past the
-    /// bound.
-    fn charge(&mut self, uid: u32, delta: isize) -> Result<()> {
-        let share = self.users.entry(uid).or_default();
-        let bytes = share.bytes.checked_add_signed(delta).unwrap_or(0);
-        if delta > 0 && bytes > QUERY_BYTES_PER_USER_MAX {
-            return Err(ServiceError::limit(
-                Bound::Quota,
-                format!("query files would hold {bytes} bytes for this user: at most {QUERY_BYTES_PER_USER_MAX}"),
-            ));
-        }
-        share.bytes = bytes;
-        Ok(())
-    }
-
     fn remove(&mut self, id: u64) {
         if let Some(file) = self.files.remove(&id) {
             self.names.remove(&(file.dir, file.uid, file.name.clone()));
-            let share = self.users.entry(file.uid).or_default();
-            share.files = share.files.saturating_sub(1);
-            share.bytes = share.bytes.saturating_sub(file.bytes());
+            self.users.remove(file.uid, file.bytes());
         }
     }
 }
@@ -171,14 +158,7 @@ impl<S: Storage> Collections<S> {
             }
             return Ok(table.files[&id].attr(id));
         }
-        let share = table.users.entry(caller.uid).or_default();
-        if share.files >= QUERY_FILES_PER_USER_MAX {
-            return Err(ServiceError::limit(
-                Bound::Quota,
-                format!("this user has {QUERY_FILES_PER_USER_MAX} query files, the most allowed: remove some"),
-            ));
-        }
-        share.files += 1;
+        table.users.add(caller.uid)?;
         table.next_id += 1;
         let id = table.next_id;
         let file = QueryFile {
@@ -270,7 +250,7 @@ impl<S: Storage> Collections<S> {
         check_owner(caller, file)?;
         let (uid, old_bytes) = (file.uid, file.bytes());
         let new_len = len(file.text.len());
-        table.charge(uid, new_len as isize - old_bytes as isize)?;
+        table.users.charge(uid, new_len as isize - old_bytes as isize)?;
         let file = table.file(id)?;
         file.results = None;
         file.text.resize(new_len, 0);
@@ -295,8 +275,7 @@ impl<S: Storage> Collections<S> {
             let file = table.file(id)?;
             check_owner(caller, file)?;
             let (dir, text, results, uid) = (file.dir, file.text.clone(), file.results.clone(), file.uid);
-            let used = table.users.get(&uid).map_or(0, |s| s.bytes);
-            (dir, text, results, QUERY_BYTES_PER_USER_MAX.saturating_sub(used))
+            (dir, text, results, table.users.bytes_left(uid))
         };
         let results = match results {
             Some(results) => results,
@@ -306,7 +285,7 @@ impl<S: Storage> Collections<S> {
                 let results = Arc::new(self.run_queries(caller, dir, &text, budget, interrupt)?);
                 let mut table = self.queries.table.lock();
                 let uid = table.file(id)?.uid;
-                table.charge(uid, results.len() as isize)?;
+                table.users.charge(uid, results.len() as isize)?;
                 table.file(id)?.results = Some(Arc::clone(&results));
                 results
             }
@@ -586,16 +565,5 @@ mod tests {
             let message = parse_query(line).unwrap_err();
             assert!(message.contains(want), "{line}: {message}");
         }
-    }
-
-    #[test]
-    fn shares_are_charged_and_refunded() {
-        let mut table = Table::default();
-        table.charge(7, QUERY_BYTES_PER_USER_MAX as isize).unwrap();
-        let over = table.charge(7, 1).unwrap_err();
-        assert!(matches!(over, ServiceError::Limit { bound: Bound::Quota, .. }), "{over}");
-        table.charge(7, -(QUERY_BYTES_PER_USER_MAX as isize)).unwrap();
-        table.charge(7, 1).unwrap();
-        table.charge(8, QUERY_BYTES_PER_USER_MAX as isize).unwrap();
     }
 }

@@ -4,10 +4,10 @@
 //!
 //! Each batch is a 32-byte [`BatchHeader`] (`VXIB` magic, version, flags, dimension, count)
 //! followed by `count` u64 ids when flagged, then `count × dim` f32 values, all little-endian
-//! (`docs/PROTOCOL.md`, "Insert stream"). The header is checked the moment its 32 bytes arrive,
-//! dimension included, and the batch's whole length is charged to the writer's share then
-//! ([`limits`]); the body is copied straight into the id and value arrays the vector service
-//! takes, and the batch is applied, whole or not at all, when its last byte arrives. Reading the
+//! (the table is in `docs/COLLECTIONS.md`, "Front doors"). The header is checked the moment its
+//! 32 bytes arrive, dimension included, and the batch's whole length is charged to the writer's
+//! share then ([`limits`]); the body is copied straight into the id and value arrays the vector
+//! service takes, and the batch is applied, whole or not at all, when its last byte arrives. Reading the
 //! stream returns a receipt per batch applied through that open file, one JSON line each:
 //! `{"batch": 0, "count": 500, "assigned_from": 1000}` (`null` when the batch carried ids).
 //! `fsync` makes every applied batch durable, and fails with EINVAL while a batch is incomplete.
@@ -21,7 +21,9 @@ use parking_lot::Mutex;
 use vexfs_format::ioctl::BatchHeader;
 use zerocopy::IntoBytes;
 
-use super::limits::{STREAMS_PER_USER_MAX, STREAM_BATCH_BYTES_MAX, STREAM_BYTES_PER_USER_MAX, STREAM_RECEIPTS_MAX};
+use super::limits::{
+    Shares, STREAMS_PER_USER_MAX, STREAM_BATCH_BYTES_MAX, STREAM_BYTES_PER_USER_MAX, STREAM_RECEIPTS_MAX,
+};
 use super::{access, Bound, Caller, Collections, Result, ServiceError};
 use crate::storage::Storage;
 
@@ -159,25 +161,24 @@ struct Stream {
     receipts: Vec<u8>,
 }
 
-#[derive(Default)]
-struct Share {
-    streams: usize,
-    bytes: usize,
-}
-
 /// Lock order: a stream's lock before the table's, never the other way.
-#[derive(Default)]
 struct Table {
     next_fh: u64,
     /// Handle to the stream's collection and the stream.
     streams: HashMap<u64, (u64, Arc<Mutex<Stream>>)>,
-    users: HashMap<u32, Share>,
+    users: Shares,
 }
 
 /// The open insert streams of every collection.
-#[derive(Default)]
 pub struct Streams {
     table: Mutex<Table>,
+}
+
+impl Default for Streams {
+    fn default() -> Streams {
+        let users = Shares::new("insert streams", STREAMS_PER_USER_MAX, STREAM_BYTES_PER_USER_MAX);
+        Streams { table: Mutex::new(Table { next_fh: 0, streams: HashMap::new(), users }) }
+    }
 }
 
 impl Streams {
@@ -187,25 +188,12 @@ impl Streams {
 
     /// Charges `uid`'s share `bytes` more; refuses past the bound.
     fn charge(&self, uid: u32, bytes: usize) -> Result<()> {
-        let mut table = self.table.lock();
-        let share = table.users.entry(uid).or_default();
-        if share.bytes + bytes > STREAM_BYTES_PER_USER_MAX {
-            return Err(ServiceError::limit(
-                Bound::Quota,
-                format!(
-                    "this user's insert streams would hold {} bytes of incomplete batches: at most {STREAM_BYTES_PER_USER_MAX}",
-                    share.bytes + bytes
-                ),
-            ));
-        }
-        share.bytes += bytes;
-        Ok(())
+        self.table.lock().users.charge(uid, bytes as isize)
     }
 
     fn refund(&self, uid: u32, bytes: usize) {
-        let mut table = self.table.lock();
-        let share = table.users.entry(uid).or_default();
-        share.bytes = share.bytes.saturating_sub(bytes);
+        // A refund is never refused.
+        let _ = self.table.lock().users.charge(uid, -(bytes as isize));
     }
 
     /// Drops the streams of a collection that is going away; their writes then fail (EBADF).
@@ -220,11 +208,8 @@ impl Streams {
     fn close(&self, fh: u64) -> Option<usize> {
         let (_, stream) = self.table.lock().streams.remove(&fh)?;
         let stream = stream.lock();
-        let pending = stream.framer.batch.as_ref().map_or(0, |b| b.charged);
-        let mut table = self.table.lock();
-        let share = table.users.entry(stream.uid).or_default();
-        share.streams = share.streams.saturating_sub(1);
-        share.bytes = share.bytes.saturating_sub(pending);
+        let charged = stream.framer.batch.as_ref().map_or(0, |b| b.charged);
+        self.table.lock().users.remove(stream.uid, charged);
         Some(stream.framer.pending())
     }
 }
@@ -240,14 +225,7 @@ impl<S: Storage> Collections<S> {
             ));
         }
         let mut table = self.streams.table.lock();
-        let share = table.users.entry(caller.uid).or_default();
-        if share.streams >= STREAMS_PER_USER_MAX {
-            return Err(ServiceError::limit(
-                Bound::Quota,
-                format!("this user has {STREAMS_PER_USER_MAX} insert streams open, the most allowed"),
-            ));
-        }
-        share.streams += 1;
+        table.users.add(caller.uid)?;
         table.next_fh += 1;
         let fh = table.next_fh;
         let stream = Stream {
