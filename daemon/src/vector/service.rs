@@ -554,20 +554,38 @@ impl<S: Storage> Vectors<S> {
         }
     }
 
-    /// Reads `dir`'s collection record and replays its shard logs on their owners.
+    /// Reads `dir`'s collection record, replays the shard logs its owners do not hold yet, and
+    /// hands each owner its shard. The replays run on threads of their own, a few at a time, not
+    /// on the owners: a long replay must not hold the workers that serve other collections.
     fn replay(&self, dir: u64) -> Result<Arc<Open>, VectorError> {
         let record = self.engine.collection(dir)?.ok_or(VectorError::NotCollection(dir))?;
         let dim = record.dim as usize;
-        let engine = self.engine.clone();
         let parts = vec![(); record.shards.len()];
-        let max_ids = self.run_on(&record.shards, parts, move |owned, ino, ()| {
-            let shard = match owned.shards.remove(&ino) {
-                Some(shard) => shard,
-                None => Shard::open(&engine, ino, dim)?,
-            };
-            let max_id = shard.stats().max_id;
-            owned.shards.insert(ino, shard);
-            Ok(max_id)
+        let held = self.run_on(&record.shards, parts, |owned, ino, ()| Ok(owned.shards.contains_key(&ino)))?;
+        let mut opened: Vec<Option<Shard>> = (0..record.shards.len()).map(|_| None).collect();
+        let missing: Vec<usize> = (0..record.shards.len()).filter(|&i| !held[i]).collect();
+        for batch in missing.chunks(self.workers.len()) {
+            let shards = std::thread::scope(|scope| {
+                let replays: Vec<_> = batch
+                    .iter()
+                    .map(|&i| {
+                        let (engine, ino) = (&self.engine, record.shards[i]);
+                        (i, scope.spawn(move || Shard::open(engine, ino, dim)))
+                    })
+                    .collect();
+                replays.into_iter().map(|(i, replay)| (i, join_replay(record.shards[i], replay))).collect::<Vec<_>>()
+            });
+            for (i, shard) in shards {
+                opened[i] = Some(shard?);
+            }
+        }
+        let max_ids = self.run_on(&record.shards, opened, move |owned, ino, opened| {
+            if let Some(shard) = opened {
+                owned.shards.entry(ino).or_insert(shard);
+            }
+            // Gone since it was found held: the collection is being removed.
+            let shard = owned.shards.get(&ino).ok_or(VectorError::Closed)?;
+            Ok(shard.stats().max_id)
         })?;
         let next_id = max_ids.into_iter().flatten().max().map_or(0, |m| m.saturating_add(1));
         Ok(Arc::new(Open { record, next_id: AtomicU64::new(next_id), counters: Counters::default() }))
@@ -677,6 +695,18 @@ fn worker_loop<S: Storage>(queue: Receiver<Job>, engine: EngineHandle<S>, index:
             Err(crossbeam_channel::RecvTimeoutError::Disconnected) => return,
         }
     }
+}
+
+/// The shard a replay thread built; a replay that panicked fails its shard as a request would.
+fn join_replay(
+    ino: u64,
+    replay: std::thread::ScopedJoinHandle<'_, Result<Shard, VectorError>>,
+) -> Result<Shard, VectorError> {
+    replay.join().unwrap_or_else(|panic| {
+        let reason = crate::service::panic_message(panic.as_ref());
+        tracing::error!(shard = ino, %reason, "replaying a shard log panicked");
+        Err(VectorError::WorkerFailed { shard: ino, reason })
+    })
 }
 
 /// Writes every shard's pending records to its log; a shard whose flush panics is closed as a
