@@ -124,8 +124,8 @@ impl Report {
 pub enum FsckError<E> {
     /// Neither superblock slot holds a usable superblock.
     Superblock(FormatError),
-    /// The device is smaller than the volume claims.
-    Truncated { device_bytes: u64, volume_bytes: u64 },
+    /// The device is smaller than the superblock claims ([`FormatError::LargerThanDevice`]).
+    Truncated(FormatError),
     /// Reading failed.
     Io(E),
 }
@@ -134,9 +134,7 @@ impl<E: std::fmt::Display> std::fmt::Display for FsckError<E> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             FsckError::Superblock(error) => write!(f, "{error}"),
-            FsckError::Truncated { device_bytes, volume_bytes } => {
-                write!(f, "the device has {device_bytes} bytes but the volume needs {volume_bytes}")
-            }
+            FsckError::Truncated(error) => write!(f, "{error}"),
             FsckError::Io(error) => write!(f, "read error: {error}"),
         }
     }
@@ -213,10 +211,8 @@ pub fn check<E>(read: &mut crate::block::BlockRead<'_, E>, device_bytes: u64) ->
     let mut report = Report::default();
     let mut reader = Reader { read, overlay: HashMap::new() };
     let sb = read_superblocks(&mut reader, &mut report)?;
-    let volume_bytes = sb.block_count * BLOCK_SIZE as u64;
-    if volume_bytes > device_bytes {
-        return Err(FsckError::Truncated { device_bytes, volume_bytes });
-    }
+    // Before anything is sized by the block count: the claims below take a bit per block.
+    sb.check_device(device_bytes).map_err(FsckError::Truncated)?;
     let layout = Layout::for_block_count(sb.block_count, sb.journal_blocks).expect("validated by decode");
     report.stats.block_count = sb.block_count;
     overlay_journal(&mut reader, &sb, &mut report)?;

@@ -35,7 +35,7 @@
 use zerocopy::little_endian::{I64, U32, U64};
 use zerocopy::{FromBytes, Immutable, IntoBytes, KnownLayout, Unaligned};
 
-use crate::block::{BlockAddr, BLOCK_SIZE};
+use crate::block::{BlockAddr, BLOCK_SIZE, BLOCK_SIZE_U64};
 use crate::FormatError;
 
 /// The superblock magic.
@@ -243,6 +243,18 @@ impl Superblock {
         Ok(())
     }
 
+    /// Checks that the volume fits the device it was read from. Decoding cannot know the device,
+    /// so mount and fsck call this before anything is sized by `block_count`: once it passes,
+    /// the allocator's free counts and fsck's block claims are bounded by the device, whatever
+    /// the superblock says. Division, not multiplication, so no block count can wrap around.
+    pub fn check_device(&self, device_bytes: u64) -> Result<(), FormatError> {
+        let device_blocks = device_bytes / BLOCK_SIZE_U64;
+        if self.block_count > device_blocks {
+            return Err(FormatError::LargerThanDevice { block_count: self.block_count, device_blocks, device_bytes });
+        }
+        Ok(())
+    }
+
     /// Picks the superblock to use from the two slots: the valid one with the higher sequence.
     /// When neither is valid, returns the error of slot 0 (the one a user would recognise).
     pub fn choose(
@@ -313,6 +325,19 @@ mod tests {
             Err(FormatError::UnsupportedVersion { found: 0, .. })
         ));
         assert_eq!(sample().format_version, FORMAT_VERSION, "mkfs writes the current version");
+    }
+
+    #[test]
+    fn a_block_count_beyond_the_device_is_refused_without_overflow() {
+        let sb = sample();
+        let device_bytes = sb.block_count * BLOCK_SIZE_U64;
+        assert_eq!(sb.check_device(device_bytes), Ok(()));
+        assert_eq!(sb.check_device(device_bytes + 4095), Ok(()));
+        assert!(matches!(sb.check_device(device_bytes - 1), Err(FormatError::LargerThanDevice { .. })));
+        // 2^52 + n blocks is n blocks' worth of bytes once multiplied out in 64 bits.
+        let wrapping = Superblock { block_count: (1 << 52) + sb.block_count, ..sb };
+        let error = wrapping.check_device(device_bytes).unwrap_err();
+        assert!(error.to_string().contains(&format!("{} blocks", (1u64 << 52) + (8u64 << 30) / 4096)), "{error}");
     }
 
     #[test]
