@@ -19,8 +19,11 @@ use std::time::Duration;
 use common::FixedClock;
 use vexfs_daemon::engine::{Engine, EngineError, EngineOptions};
 use vexfs_daemon::io::sim::SimStorage;
+use vexfs_format::block;
+use vexfs_format::journal::{self, Image, JournalRegion};
 use vexfs_format::mkfs::Layout;
-use vexfs_format::BLOCK_SIZE;
+use vexfs_format::superblock::{Superblock, VolumeState, SUPERBLOCK_SLOTS};
+use vexfs_format::{BlockAddr, BLOCK_SIZE};
 
 const VOLUME_BYTES: u64 = 32 << 20;
 
@@ -30,6 +33,19 @@ fn fresh_image() -> Vec<u8> {
 
 fn options() -> EngineOptions {
     EngineOptions { cache_bytes: 16 << 20, commit_interval: Duration::from_secs(3600) }
+}
+
+fn layout() -> Layout {
+    Layout::for_size(VOLUME_BYTES).expect("layout")
+}
+
+fn block_of(image: &[u8], addr: u64) -> &[u8] {
+    &image[addr as usize * BLOCK_SIZE..(addr as usize + 1) * BLOCK_SIZE]
+}
+
+fn put_block(image: &mut [u8], addr: BlockAddr, block: &[u8]) {
+    let at = addr.byte_offset() as usize;
+    image[at..at + BLOCK_SIZE].copy_from_slice(block);
 }
 
 fn try_open(image: Vec<u8>) -> (Arc<SimStorage>, Result<Engine<Arc<SimStorage>>, EngineError>) {
@@ -60,4 +76,75 @@ fn mount_refuses_a_block_count_beyond_the_device() {
         );
         assert!(sim.image() == before, "block count {block_count}: the refused mount wrote to the device");
     }
+}
+
+/// Writes one committed transaction at the journal's tail holding `block` as the image of `home`,
+/// and marks the volume mounted, as a crash before the checkpoint leaves it.
+fn journal_image(image: &mut [u8], home: u64, block: &[u8]) {
+    let slot = SUPERBLOCK_SLOTS[0];
+    let sb = Superblock::decode(block_of(image, slot.0), slot).expect("a valid slot");
+    let region = JournalRegion { start: sb.journal_start, blocks: sb.journal_blocks, volume_id: sb.volume_id() };
+    let images = [Image { home: BlockAddr(home), block }];
+    for (addr, block) in journal::encode_transaction(&region, sb.journal_tail, sb.journal_tail_seq, &images) {
+        put_block(image, addr, &block);
+    }
+    common::rewrite_superblocks(image, |sb| sb.state = VolumeState::Mounted);
+}
+
+/// The tree root leaf of `image`, sealed as the next transaction would seal it.
+fn tree_root_image(image: &[u8]) -> Vec<u8> {
+    let mut leaf = block_of(image, layout().tree_root.0).to_vec();
+    block::seal(&mut leaf, 1);
+    leaf
+}
+
+#[test]
+fn mount_refuses_a_journal_image_whose_home_is_not_a_metadata_block() {
+    let layout = layout();
+    let clean = fresh_image();
+    let leaf = tree_root_image(&clean);
+    // The control: the same transaction with its proper home is replayed.
+    let mut control = clean.clone();
+    journal_image(&mut control, layout.tree_root.0, &leaf);
+    let (_sim, opened) = try_open(control);
+    let engine = opened.unwrap_or_else(|error| panic!("the control transaction did not replay: {error}"));
+    engine.close().expect("close");
+
+    let ring_image = layout.journal_start.0 + 1;
+    let cases = [
+        (0, "a superblock slot"),
+        (1, "a superblock slot"),
+        (layout.journal_start.0, "a block of the journal"),
+        (layout.bitmap_start.0 - 1, "a block of the journal"),
+        (layout.block_count, "outside the volume"),
+        (u64::MAX / 4096 + 1, "outside the volume"),
+    ];
+    for (home, what) in cases {
+        let mut crafted = clean.clone();
+        journal_image(&mut crafted, home, &leaf);
+        let before = crafted.clone();
+        let (sim, opened) = try_open(crafted);
+        let Err(error) = opened else { panic!("home {home}: the engine replayed the transaction") };
+        assert!(matches!(error, EngineError::Corrupt(_)), "home {home}: {error}");
+        let text = error.to_string();
+        assert!(text.contains(&format!("block {ring_image}:")), "home {home}: the ring block is not named: {text}");
+        assert!(text.contains(&format!("home block {home}")) && text.contains(what), "home {home}: {text}");
+        assert!(sim.image() == before, "home {home}: the refused replay wrote to the device");
+    }
+}
+
+#[test]
+fn mount_refuses_a_journal_image_that_is_not_the_block_it_names() {
+    let layout = layout();
+    let clean = fresh_image();
+    // The tree root's image filed under the volume root's address: a valid tag, a wrong block.
+    let mut crafted = clean.clone();
+    journal_image(&mut crafted, vexfs_format::mkfs::ROOT_BLOCK.0, &tree_root_image(&clean));
+    let before = crafted.clone();
+    let (sim, opened) = try_open(crafted);
+    let Err(error) = opened else { panic!("the engine replayed a misfiled image") };
+    assert!(matches!(error, EngineError::Corrupt(_)), "{error}");
+    let text = error.to_string();
+    assert!(text.contains(&layout.tree_root.to_string()), "the misfiled block is not named: {text}");
+    assert!(sim.image() == before, "the refused replay wrote to the device");
 }

@@ -14,11 +14,12 @@ use vexfs_format::block::{self, BlockAddr, BLOCK_SIZE, BLOCK_SIZE_U64};
 use vexfs_format::fsck::{self, FsckError, Report};
 use vexfs_format::inode::{file_type, InodeRecord, Timestamp, DIR_FIRST_INDEX, ROOT_INO};
 use vexfs_format::items::{self, DirEntry, Extent};
+use vexfs_format::journal::{self, Image, JournalRegion};
 use vexfs_format::key::{ItemKind, Key};
 use vexfs_format::mkfs::{self, Layout, MkfsParams, MIN_BLOCKS, ROOT_BLOCK};
 use vexfs_format::node;
 use vexfs_format::root::VolumeRoot;
-use vexfs_format::superblock::{Superblock, SUPERBLOCK_SLOTS};
+use vexfs_format::superblock::{Superblock, VolumeState, SUPERBLOCK_SLOTS};
 use vexfs_format::FormatError;
 
 const VOLUME_BYTES: u64 = MIN_BLOCKS * BLOCK_SIZE_U64;
@@ -153,5 +154,56 @@ fn a_block_count_beyond_the_device_is_refused_with_both_numbers() {
             text.contains(&block_count.to_string()) && text.contains(&device_blocks.to_string()),
             "the message does not give both sizes: {text}"
         );
+    }
+}
+
+/// Writes one committed transaction at the journal's tail holding `block` as the image of `home`,
+/// and marks the volume mounted (a crash left the transaction to replay).
+fn journal_image(image: &mut [u8], home: u64, block: &[u8]) {
+    let at = SUPERBLOCK_SLOTS[0].byte_offset() as usize;
+    let sb = Superblock::decode(&image[at..at + BLOCK_SIZE], SUPERBLOCK_SLOTS[0]).expect("a valid slot");
+    let region = JournalRegion { start: sb.journal_start, blocks: sb.journal_blocks, volume_id: sb.volume_id() };
+    let images = [Image { home: BlockAddr(home), block }];
+    for (addr, block) in journal::encode_transaction(&region, sb.journal_tail, sb.journal_tail_seq, &images) {
+        put_block(image, addr, &block);
+    }
+    rewrite_superblocks(image, |sb| sb.state = VolumeState::Mounted);
+}
+
+/// The tree root leaf of `image`, sealed as the next transaction would seal it.
+fn tree_root_image(image: &[u8]) -> Vec<u8> {
+    let at = layout().tree_root.byte_offset() as usize;
+    let mut block = image[at..at + BLOCK_SIZE].to_vec();
+    block::seal(&mut block, 1);
+    block
+}
+
+#[test]
+fn a_journal_image_home_outside_the_metadata_blocks_is_reported_and_not_replayed() {
+    let layout = layout();
+    let clean = image(&items(good_extent()));
+    let leaf = tree_root_image(&clean);
+    // The control: the same transaction with a proper home replays clean.
+    let mut control = clean.clone();
+    journal_image(&mut control, layout.tree_root.0, &leaf);
+    let replayed = report(&control);
+    assert!(replayed.is_clean(), "{:?}", replayed.problems);
+    assert_eq!(replayed.stats.journal_transactions, 1);
+
+    let ring_image = layout.journal_start.0 + 1;
+    let cases = [
+        (0, "a superblock slot"),
+        (1, "a superblock slot"),
+        (layout.journal_start.0 + 7, "a block of the journal"),
+        (layout.block_count, "outside the volume"),
+        (u64::MAX, "outside the volume"),
+    ];
+    for (home, what) in cases {
+        let mut crafted = clean.clone();
+        journal_image(&mut crafted, home, &leaf);
+        let found = report(&crafted);
+        let named = found.problems.iter().find(|problem| problem.block == Some(ring_image));
+        let Some(problem) = named else { panic!("home {home}: the ring block is not named: {:?}", found.problems) };
+        assert!(problem.what.contains(&format!("home block {home}")) && problem.what.contains(what), "{problem}");
     }
 }

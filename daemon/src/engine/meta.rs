@@ -23,8 +23,9 @@ use crate::storage::Storage;
 /// file, freeing an inode) work in steps, each its own operation.
 pub const OP_BLOCKS_MAX: usize = 256;
 
-/// Metadata kinds a tree or allocator read accepts; the caller checks the exact kind.
-const META_KINDS: [BlockKind; 5] =
+/// Metadata kinds a tree or allocator read accepts; the caller checks the exact kind. These are
+/// also the kinds a journal image may have.
+pub const META_KINDS: [BlockKind; 5] =
     [BlockKind::Leaf, BlockKind::Internal, BlockKind::Overflow, BlockKind::Root, BlockKind::Bitmap];
 
 /// The running transaction's bookkeeping beyond its dirty blocks (which the cache tracks).

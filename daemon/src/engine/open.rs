@@ -42,7 +42,7 @@ impl<S: Storage> Engine<S> {
         // Before anything is sized by the block count (the allocator's counts, its bitmap reads).
         sb.check_device(storage.geometry().size_bytes).map_err(|error| EngineError::Volume(error.to_string()))?;
         let layout = Layout::for_block_count(sb.block_count, sb.journal_blocks).expect("validated by decode");
-        let (head, next_seq, replayed) = replay(&storage, &sb)?;
+        let (head, next_seq, replayed) = replay(&storage, &sb, &layout)?;
         if replayed > 0 {
             tracing::info!(transactions = replayed, "journal replayed");
         }
