@@ -10,18 +10,23 @@
 //! what it changes), open the engine on it and drive the engine API; compare the image before
 //! and after where nothing may be written.
 
-#[allow(dead_code)] // The shared helpers include some only the other test binaries use.
 mod common;
 
 use std::sync::Arc;
 use std::time::Duration;
 
-use common::FixedClock;
-use vexfs_daemon::engine::{Engine, EngineError, EngineOptions};
+use common::{FixedClock, Rng};
+use vexfs_daemon::engine::fs::Creds;
+use vexfs_daemon::engine::{Engine, EngineError, EngineHandle, EngineOptions};
 use vexfs_daemon::io::sim::SimStorage;
-use vexfs_format::block;
+use vexfs_format::bitmap;
+use vexfs_format::block::{self, MetaHeader};
+use vexfs_format::inode::ROOT_INO;
+use vexfs_format::items::{Extent, FILE_BLOCKS_MAX};
 use vexfs_format::journal::{self, Image, JournalRegion};
+use vexfs_format::key::{ItemKind, Key};
 use vexfs_format::mkfs::Layout;
+use vexfs_format::node::{self, InternalRef, LeafRef};
 use vexfs_format::superblock::{Superblock, VolumeState, SUPERBLOCK_SLOTS};
 use vexfs_format::{BlockAddr, BLOCK_SIZE};
 
@@ -147,4 +152,170 @@ fn mount_refuses_a_journal_image_that_is_not_the_block_it_names() {
     let text = error.to_string();
     assert!(text.contains(&layout.tree_root.to_string()), "the misfiled block is not named: {text}");
     assert!(sim.image() == before, "the refused replay wrote to the device");
+}
+
+const CREDS: Creds = Creds { uid: 0, gid: 0 };
+/// Bytes of the file the extent tests craft: three blocks, one extent.
+const FILE_BYTES: usize = 3 * BLOCK_SIZE;
+
+fn open(image: Vec<u8>) -> (Arc<SimStorage>, Engine<Arc<SimStorage>>) {
+    let (sim, opened) = try_open(image);
+    (sim, opened.unwrap_or_else(|error| panic!("open the volume: {error}")))
+}
+
+/// A volume whose root directory holds `f` (three blocks of data, one extent, in the tree root
+/// leaf) and, with `more_files`, that many empty files besides (enough splits the root).
+fn volume_with_file(more_files: usize) -> (Vec<u8>, u64) {
+    let (sim, engine) = open(fresh_image());
+    let handle = engine.handle();
+    let ino = handle.mknod(ROOT_INO, b"f", libc::S_IFREG | 0o644, 0, CREDS).expect("create").ino;
+    let data: Vec<u8> = (0..FILE_BYTES).map(|_| Rng(7).next() as u8).collect();
+    handle.write(ino, 0, &data).expect("write");
+    for index in 0..more_files {
+        handle.mknod(ROOT_INO, format!("more-{index}").as_bytes(), libc::S_IFREG | 0o644, 0, CREDS).expect("create");
+    }
+    engine.close().expect("close");
+    (sim.image(), ino)
+}
+
+/// Rewrites block `addr` of `image` through `change`, sealed again as a checkpoint would.
+fn rewrite_block(image: &mut [u8], addr: u64, change: impl FnOnce(&mut Vec<u8>)) {
+    let mut block = block_of(image, addr).to_vec();
+    let generation = MetaHeader::read(&block).generation.get();
+    change(&mut block);
+    block::seal(&mut block, generation);
+    put_block(image, BlockAddr(addr), &block);
+}
+
+/// Rebuilds the tree root leaf of `image` with its items passed through `change`.
+fn rewrite_root_leaf(image: &mut [u8], change: impl FnOnce(&mut Vec<(Key, Vec<u8>)>)) {
+    let root = layout().tree_root;
+    rewrite_block(image, root.0, |block| {
+        let leaf = LeafRef::parse(block, root).expect("the tree root is one leaf");
+        let mut items: Vec<(Key, Vec<u8>)> = leaf.items().map(|item| (item.key, item.value.to_vec())).collect();
+        change(&mut items);
+        items.sort_by_key(|(key, _)| *key);
+        let borrowed: Vec<(Key, &[u8])> = items.iter().map(|(key, value)| (*key, &value[..])).collect();
+        *block = node::build_leaf(root, &borrowed).expect("the items fit");
+    });
+}
+
+/// Replaces the file's one extent item (at file block 0) by `extent` at file block `offset`.
+fn craft_extent(image: &mut [u8], ino: u64, offset: u64, extent: Extent) {
+    rewrite_root_leaf(image, |items| {
+        let at = items.iter().position(|(key, _)| *key == Key::new(ino, ItemKind::Extent, 0)).expect("the extent");
+        items[at] = (Key::new(ino, ItemKind::Extent, offset), extent.encode().to_vec());
+    });
+}
+
+fn assert_corrupt_naming<T>(result: Result<T, EngineError>, block: u64, what: &str) {
+    let Err(error) = result else { panic!("{what}: succeeded on a crafted volume") };
+    assert!(matches!(error, EngineError::Corrupt(_)), "{what}: {error}");
+    assert_eq!(error.errno(), libc::EIO, "{what}: {error}");
+    let text = error.to_string();
+    assert!(text.contains(&format!("block {block}:")), "{what}: the error does not name block {block}: {text}");
+}
+
+/// Every file operation that meets the extent fails naming the leaf; nothing reaches the device.
+/// An extent far along the file is met only by the operations that look that far (`far`).
+fn assert_extent_refused(handle: &EngineHandle<Arc<SimStorage>>, sim: &SimStorage, ino: u64, far: bool, what: &str) {
+    let leaf = layout().tree_root.0;
+    let before = sim.image();
+    if !far {
+        assert_corrupt_naming(handle.read(ino, 0, FILE_BYTES as u32), leaf, &format!("{what}: read"));
+        assert_corrupt_naming(handle.write(ino, 0, &[1; 100]), leaf, &format!("{what}: write"));
+        assert_corrupt_naming(handle.write(ino, FILE_BYTES as u64, &[1; 100]), leaf, &format!("{what}: append"));
+        assert_corrupt_naming(handle.fallocate(ino, 0, 1 << 20, 0), leaf, &format!("{what}: fallocate"));
+    }
+    assert_corrupt_naming(handle.truncate(ino, 10), leaf, &format!("{what}: truncate"));
+    handle.sync().expect("sync after refused operations");
+    assert!(sim.image() == before, "{what}: a refused operation wrote to the device");
+}
+
+#[test]
+fn an_extent_outside_the_data_area_is_a_corruption_error_naming_its_leaf() {
+    let (clean, ino) = volume_with_file(0);
+    let layout = layout();
+    let extent = |start, length| Extent { start, length, flags: 0 };
+    let cases = [
+        ("a superblock slot", 0, extent(0, 3)),
+        ("the journal", 0, extent(layout.journal_start.0, 3)),
+        ("the bitmap", 0, extent(layout.bitmap_start.0, 1)),
+        ("the tree root", 0, extent(layout.tree_root.0, 1)),
+        ("past the end", 0, extent(layout.block_count - 1, 3)),
+        ("past the device, wrapping to the journal when multiplied out", 0, extent((1 << 52) + 3, 3)),
+        ("a start whose sum wraps", 0, extent(u64::MAX - 1, 3)),
+        ("file blocks past the largest file", FILE_BLOCKS_MAX - 1, extent(layout.first_free.0, 3)),
+        ("file blocks whose sum wraps", u64::MAX - 1, extent(layout.first_free.0, 3)),
+    ];
+    for (what, offset, crafted) in cases {
+        let mut image = clean.clone();
+        craft_extent(&mut image, ino, offset, crafted);
+        let (sim, engine) = open(image);
+        assert_extent_refused(&engine.handle(), &sim, ino, offset != 0, what);
+    }
+}
+
+#[test]
+fn a_tree_pointer_outside_the_tree_area_is_a_corruption_error_naming_it() {
+    let (clean, _) = volume_with_file(300);
+    let layout = layout();
+    let root = layout.tree_root;
+    let entries: Vec<(Key, BlockAddr)> = {
+        let internal = InternalRef::parse(block_of(&clean, root.0), root).expect("300 files split the root");
+        internal.entries().collect()
+    };
+    let level = InternalRef::parse(block_of(&clean, root.0), root).expect("internal").level();
+    // The names sort before the file inodes, under children whose pointers are crafted.
+    let names: Vec<String> = (0..300).map(|index| format!("more-{index}")).collect();
+    // Block 0 the node format itself refuses; the rest only the layout can.
+    for target in
+        [1, layout.journal_start.0 + 2, layout.bitmap_start.0, layout.block_count + 5, (1 << 52) + 3, u64::MAX]
+    {
+        let mut image = clean.clone();
+        rewrite_block(&mut image, root.0, |block| {
+            // The last child keeps its pointer: it holds the orphan list, which mount reads.
+            let last = entries.len() - 1;
+            let crafted: Vec<(Key, BlockAddr)> = entries
+                .iter()
+                .enumerate()
+                .map(|(index, &(key, child))| (key, if index < last { BlockAddr(target) } else { child }))
+                .collect();
+            node::build_internal_into(block, root, level, &crafted).expect("entries fit");
+        });
+        let (sim, engine) = open(image);
+        let handle = engine.handle();
+        let before = sim.image();
+        for name in names.iter().step_by(37) {
+            assert_corrupt_naming(handle.lookup(ROOT_INO, name.as_bytes()), target, &format!("pointer to {target}"));
+        }
+        let created = handle.mknod(ROOT_INO, b"new", libc::S_IFREG | 0o644, 0, CREDS);
+        assert_corrupt_naming(created, target, &format!("create under a pointer to {target}"));
+        handle.sync().expect("sync after refused operations");
+        assert!(sim.image() == before, "pointer to {target}: a refused operation wrote to the device");
+    }
+}
+
+#[test]
+fn a_bitmap_that_marks_a_fixed_region_free_is_refused_when_allocating() {
+    let layout = layout();
+    let mut image = fresh_image();
+    // The journal's blocks marked free and every allocatable block marked in use: the only free
+    // blocks the bitmap offers are the journal's.
+    rewrite_block(&mut image, layout.bitmap_start.0, |block| {
+        let bits = bitmap::bits_mut(block);
+        for volume_block in layout.journal_start.0..layout.journal_start.0 + layout.journal_blocks {
+            bitmap::set(bits, volume_block as usize, false);
+        }
+        for volume_block in layout.first_free.0..layout.block_count {
+            bitmap::set(bits, volume_block as usize, true);
+        }
+    });
+    let (sim, engine) = open(image);
+    let handle = engine.handle();
+    let ino = handle.mknod(ROOT_INO, b"f", libc::S_IFREG | 0o644, 0, CREDS).expect("create").ino;
+    let before = sim.image();
+    assert_corrupt_naming(handle.write(ino, 0, &[7; 3 * BLOCK_SIZE]), layout.bitmap_start.0, "write");
+    assert_corrupt_naming(handle.fallocate(ino, 0, 1 << 20, 0), layout.bitmap_start.0, "fallocate");
+    assert!(sim.image() == before, "a refused allocation wrote to the device");
 }

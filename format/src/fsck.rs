@@ -173,6 +173,8 @@ struct Model {
     collections: BTreeMap<u64, CollectionRecord>,
     /// Shard inode -> the collection directories naming it (filled after the walk).
     shard_owners: HashMap<u64, Vec<u64>>,
+    /// The blocks extents may map (the layout's allocatable area).
+    data_area: std::ops::Range<u64>,
 }
 
 /// Block ownership: one bit per block, set once.
@@ -221,11 +223,11 @@ pub fn check<E>(read: &mut crate::block::BlockRead<'_, E>, device_bytes: u64) ->
     let Some(root) = check_root(&mut reader, &sb, &layout, &mut report)? else {
         return Ok(report);
     };
-    let mut model = Model { format_version: sb.format_version, ..Model::default() };
+    let mut model = Model { format_version: sb.format_version, data_area: layout.data_area(), ..Model::default() };
     walk_tree(&mut reader, layout.tree_root, &mut claims, &mut model, &mut report)?;
     model.shard_owners = shard_owners(&model.collections);
     check_namespace(&model, &mut report);
-    check_extents(&model, &layout, &mut claims, &mut report);
+    check_extents(&model, &mut claims, &mut report);
     check_collections(&model, &mut report);
     check_shard_logs(&mut reader, &model, &layout, &mut report)?;
     check_bitmap(&mut reader, &layout, &claims, &root, &mut report)?;
@@ -453,9 +455,10 @@ fn check_item(key: Key, value: &[u8], addr: u64, model: &mut Model, report: &mut
         ItemKind::DirIndex => items::decode_dir_index(value, addr).map(|(child, dtype, name)| {
             model.indexes.insert((ino, key.offset), (child, dtype, name.to_vec()));
         }),
-        ItemKind::Extent => {
-            Extent::decode(value, addr).map(|extent| model.extents.entry(ino).or_default().push((key.offset, extent)))
-        }
+        // An extent that fails its check stays out of the model: no later check reads through it.
+        ItemKind::Extent => Extent::decode(value, addr)
+            .and_then(|extent| extent.check(key.offset, &model.data_area, addr).map(|()| extent))
+            .map(|extent| model.extents.entry(ino).or_default().push((key.offset, extent))),
         ItemKind::Xattr => items::decode_xattrs(value, addr).map(|xattrs| {
             if xattrs.iter().any(|x| items::name_hash(&x.name) != key.offset) {
                 report.problem(Some(addr), Some(ino), "xattr is filed under the wrong hash");
@@ -851,8 +854,9 @@ fn count_record(body: &LogBody, report: &mut Report) {
     }
 }
 
-/// Extents: owners are regular files, within the data area, not overlapping, block counts match.
-fn check_extents(model: &Model, layout: &Layout, claims: &mut Claims, report: &mut Report) {
+/// Extents (each inside the data area already, see `check_item`): owners are regular files, no
+/// overlaps in the file or on the device, block counts match.
+fn check_extents(model: &Model, claims: &mut Claims, report: &mut Report) {
     for (&ino, extents) in &model.extents {
         let Some(record) = model.inodes.get(&ino) else { continue };
         if record.kind() != file_type::REGULAR {
@@ -864,21 +868,14 @@ fn check_extents(model: &Model, layout: &Layout, claims: &mut Claims, report: &m
             if offset < end {
                 report.problem(None, Some(ino), format!("extent at file block {offset} overlaps the previous one"));
             }
+            // Extents in the model passed `Extent::check`: inside the data area, no overflow.
             end = offset + u64::from(extent.length);
             blocks += u64::from(extent.length);
-            if extent.start < layout.first_free.0 {
-                report.problem(
-                    None,
-                    Some(ino),
-                    format!("extent at file block {offset} points into the fixed regions (block {})", extent.start),
-                );
-                continue;
-            }
             if let Err(block) = claims.claim(extent.start, u64::from(extent.length)) {
                 report.problem(
                     Some(block),
                     Some(ino),
-                    format!("extent at file block {offset} uses a block outside the volume or already in use"),
+                    format!("extent at file block {offset} uses a block already in use"),
                 );
             }
         }

@@ -13,7 +13,7 @@ use vexfs_format::bitmap;
 use vexfs_format::block::{self, BlockAddr, BLOCK_SIZE, BLOCK_SIZE_U64};
 use vexfs_format::fsck::{self, FsckError, Report};
 use vexfs_format::inode::{file_type, InodeRecord, Timestamp, DIR_FIRST_INDEX, ROOT_INO};
-use vexfs_format::items::{self, DirEntry, Extent};
+use vexfs_format::items::{self, DirEntry, Extent, FILE_BLOCKS_MAX};
 use vexfs_format::journal::{self, Image, JournalRegion};
 use vexfs_format::key::{ItemKind, Key};
 use vexfs_format::mkfs::{self, Layout, MkfsParams, MIN_BLOCKS, ROOT_BLOCK};
@@ -205,5 +205,34 @@ fn a_journal_image_home_outside_the_metadata_blocks_is_reported_and_not_replayed
         let named = found.problems.iter().find(|problem| problem.block == Some(ring_image));
         let Some(problem) = named else { panic!("home {home}: the ring block is not named: {:?}", found.problems) };
         assert!(problem.what.contains(&format!("home block {home}")) && problem.what.contains(what), "{problem}");
+    }
+}
+
+#[test]
+fn an_extent_outside_the_data_area_is_reported_naming_its_leaf() {
+    let layout = layout();
+    let extent = |start, length| Extent { start, length, flags: 0 };
+    let cases = [
+        ("a superblock slot", 0, extent(0, 1)),
+        ("the journal", 0, extent(layout.journal_start.0, 1)),
+        ("the tree root", 0, extent(layout.tree_root.0, 1)),
+        ("past the end", 0, extent(layout.block_count - 1, 2)),
+        ("a start whose sum wraps", 0, extent(u64::MAX - 1, 3)),
+        ("file blocks past the largest file", FILE_BLOCKS_MAX - 1, extent(layout.first_free.0, 2)),
+        ("file blocks whose sum wraps", u64::MAX - 1, extent(layout.first_free.0, 3)),
+    ];
+    for (what, offset, crafted) in cases {
+        let mut crafted_items = items(crafted);
+        for (key, value) in &mut crafted_items {
+            if key.kind == ItemKind::Extent as u8 {
+                (*key, *value) = (Key::new(FILE, ItemKind::Extent, offset), crafted.encode().to_vec());
+            }
+        }
+        crafted_items.sort_by_key(|(key, _)| *key);
+        let found = report(&image(&crafted_items));
+        let named = found.problems.iter().find(|problem| problem.block == Some(layout.tree_root.0));
+        let Some(problem) = named else { panic!("{what}: the leaf is not named: {:?}", found.problems) };
+        assert_eq!(problem.ino, Some(FILE), "{what}: {problem}");
+        assert!(problem.what.contains(&format!("extent at file block {offset}")), "{what}: {problem}");
     }
 }

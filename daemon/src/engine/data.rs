@@ -12,7 +12,9 @@ use std::sync::Arc;
 
 use parking_lot::RwLock;
 use vexfs_format::inode::{file_type, InodeRecord, INODE_FLAG_ORPHAN};
-use vexfs_format::items::{Extent, EXTENT_BLOCKS_MAX, EXTENT_UNWRITTEN};
+// FILE_SIZE_MAX (1 PiB) keeps every block index and byte offset far from overflow; extents read
+// from the device are checked against it too (`Extent::check`).
+use vexfs_format::items::{Extent, EXTENT_BLOCKS_MAX, EXTENT_UNWRITTEN, FILE_SIZE_MAX};
 use vexfs_format::key::{ItemKind, Key, ORPHAN_OBJECT};
 use vexfs_format::BLOCK_SIZE;
 
@@ -24,9 +26,6 @@ use crate::io::IoBuf;
 use crate::storage::{ReadOp, Storage, WriteOp};
 
 const BLOCK: u64 = BLOCK_SIZE as u64;
-/// The largest file: 2^50 bytes (1 PiB) keeps every block index and byte offset far from
-/// overflow.
-pub const FILE_SIZE_MAX: u64 = 1 << 50;
 /// Extents a single freeing step removes; bounds the blocks one operation dirties.
 const FREE_EXTENTS_STEP: usize = 48;
 /// Bytes one write or read moves per device batch.
@@ -146,7 +145,8 @@ impl<S: Storage> EngineHandle<S> {
             if offset >= record.size || size == 0 {
                 return Ok((record, Vec::new()));
             }
-            let end = (offset + size).min(record.size);
+            // The size is the device's word: a crafted one may be near 2^64.
+            let end = offset.saturating_add(size).min(record.size);
             let first = offset / BLOCK;
             let count = end.div_ceil(BLOCK) - first;
             Ok((record, pieces_of(first, count, &it::extents(tx, ino, first, count)?)))
@@ -154,7 +154,7 @@ impl<S: Storage> EngineHandle<S> {
         if pieces.is_empty() {
             return Ok((self.shared.storage.alloc_buffer(BLOCK_SIZE), 0..0));
         }
-        let end = (offset + size).min(record.size);
+        let end = offset.saturating_add(size).min(record.size);
         let first = offset / BLOCK;
         let count = end.div_ceil(BLOCK) - first;
         let mut buf = self.shared.storage.alloc_buffer((count * BLOCK) as usize);
