@@ -319,3 +319,56 @@ fn a_bitmap_that_marks_a_fixed_region_free_is_refused_when_allocating() {
     assert_corrupt_naming(handle.fallocate(ino, 0, 1 << 20, 0), layout.bitmap_start.0, "fallocate");
     assert!(sim.image() == before, "a refused allocation wrote to the device");
 }
+
+/// One way of writing file data, on a file of [`FILE_BYTES`].
+type WritePath = fn(&EngineHandle<Arc<SimStorage>>, u64) -> Result<(), EngineError>;
+
+fn assert_read_only<T: std::fmt::Debug>(result: Result<T, EngineError>, what: &str) {
+    match result {
+        Err(EngineError::Failed) => {}
+        other => panic!("{what} after a failed data write: {other:?}, expected EROFS"),
+    }
+}
+
+/// Goal: a data write the device fails latches the engine read-only exactly as a failed commit
+/// does, whichever path wrote the data; what was synced before stays readable and reopens.
+/// Method: one transient device error (only that write fails, later ones would succeed) during
+/// `write`, `write_blocks` and a shrinking `truncate` (which zeroes the tail of the new last
+/// block), each on a fresh engine; then every write, create and sync gives EROFS (as every
+/// operation does until the volume is reopened), and the volume reopens as it was synced.
+#[test]
+fn a_failed_data_write_latches_the_engine_read_only() {
+    let (clean, ino) = volume_with_file(0);
+    let paths: [(&str, WritePath); 4] = [
+        ("write over data", |handle, ino| handle.write(ino, 100, &[3; 5000]).map(drop)),
+        ("write into a hole", |handle, ino| handle.write(ino, 1 << 20, &[3; 5000]).map(drop)),
+        ("write_blocks", |handle, ino| {
+            let mut buf = handle.block_buffer(BLOCK_SIZE);
+            buf.fill(0);
+            handle.write_blocks(ino, FILE_BYTES as u64, &[&buf[..]], FILE_BYTES as u64 + 1).map(drop)
+        }),
+        ("truncate into a block", |handle, ino| handle.truncate(ino, 100)),
+    ];
+    for (what, path) in paths {
+        let (sim, engine) = open(clean.clone());
+        let handle = engine.handle();
+        let (read, range) = handle.read(ino, 0, FILE_BYTES as u32).expect("read");
+        let synced = read[range].to_vec();
+        sim.fail_one_write_after(0);
+        let error = path(&handle, ino).expect_err(what);
+        assert_eq!(error.errno(), libc::EIO, "{what}: {error}");
+        assert_read_only(handle.write(ino, 0, &[4; 10]), what);
+        assert_read_only(handle.mknod(ROOT_INO, b"g", libc::S_IFREG | 0o644, 0, CREDS), what);
+        assert_read_only(handle.truncate(ino, 0), what);
+        assert_read_only(handle.sync(), what);
+        drop(engine);
+        let (_, reopened) = open(sim.image());
+        let attr = reopened.handle().getattr(ino).expect("getattr");
+        assert_eq!(attr.record.size, FILE_BYTES as u64, "{what}: the failed write changed the size");
+        let (read, range) = reopened.handle().read(ino, 0, FILE_BYTES as u32).expect("read");
+        if what != "write over data" {
+            // An overwrite in place may have reached some of its blocks before the failure.
+            assert_eq!(read[range].to_vec(), synced, "{what}: the synced data changed");
+        }
+    }
+}

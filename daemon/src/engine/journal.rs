@@ -164,8 +164,17 @@ impl<S: Storage> Shared<S> {
 
     /// Moves the on-disk tail to the head. Every committed transaction is already checkpointed;
     /// the first flush makes those home writes durable before the superblock stops pointing at
-    /// their journal copies.
+    /// their journal copies. A failure latches the engine read-only, as a failed commit does.
     pub(super) fn reset_journal(&self, journal: &mut JournalState, state: VolumeState) -> Result<()> {
+        let result = self.move_tail(journal, state);
+        if let Err(error) = &result {
+            tracing::error!(%error, "journal reset failed; the volume refuses further writes");
+            self.fail();
+        }
+        result
+    }
+
+    fn move_tail(&self, journal: &mut JournalState, state: VolumeState) -> Result<()> {
         self.storage.flush()?;
         let mut sb = journal.superblock.clone();
         sb.sequence += 1;
