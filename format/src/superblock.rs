@@ -53,6 +53,8 @@ const _: () = assert!(FORMAT_VERSION_COLLECTIONS <= FORMAT_VERSION);
 pub const FEATURES_INCOMPAT_KNOWN: u64 = 0;
 /// Read-only-compatible features this build understands (none yet).
 pub const FEATURES_RO_COMPAT_KNOWN: u64 = 0;
+/// `sequence` and `journal_tail_seq` lie below this (2^63).
+pub const SEQUENCE_LIMIT: u64 = 1 << 63;
 /// The two superblock slots.
 pub const SUPERBLOCK_SLOTS: [BlockAddr; 2] = [BlockAddr(0), BlockAddr(1)];
 const CRC_OFFSET: usize = BLOCK_SIZE - 4;
@@ -240,6 +242,11 @@ impl Superblock {
         if self.journal_tail >= self.journal_blocks {
             return bad("journal tail lies outside the journal");
         }
+        // Both only ever grow by one from mkfs's 0 and 1; a value no volume can reach would make
+        // the next increment overflow.
+        if self.sequence >= SEQUENCE_LIMIT || self.journal_tail_seq >= SEQUENCE_LIMIT {
+            return bad("sequence number past 2^63");
+        }
         Ok(())
     }
 
@@ -338,6 +345,20 @@ mod tests {
         let wrapping = Superblock { block_count: (1 << 52) + sb.block_count, ..sb };
         let error = wrapping.check_device(device_bytes).unwrap_err();
         assert!(error.to_string().contains(&format!("{} blocks", (1u64 << 52) + (8u64 << 30) / 4096)), "{error}");
+    }
+
+    #[test]
+    fn sequence_numbers_that_could_overflow_are_refused() {
+        for sb in
+            [Superblock { sequence: SEQUENCE_LIMIT, ..sample() }, Superblock { journal_tail_seq: u64::MAX, ..sample() }]
+        {
+            assert!(matches!(
+                Superblock::decode(&sb.encode(), BlockAddr(0)),
+                Err(FormatError::Malformed { addr: 0, .. })
+            ));
+        }
+        let highest = Superblock { sequence: SEQUENCE_LIMIT - 1, journal_tail_seq: SEQUENCE_LIMIT - 1, ..sample() };
+        assert_eq!(Superblock::decode(&highest.encode(), BlockAddr(0)).unwrap(), highest);
     }
 
     #[test]

@@ -76,10 +76,12 @@ pub fn new_ino<S: Storage>(tx: &mut Tx<'_, S>) -> Result<(u64, u64)> {
     if root.next_ino >= ORPHAN_OBJECT {
         return Err(EngineError::NoSpace);
     }
+    // `next_ino` is below ORPHAN_OBJECT; the two counters come from the device unchecked and must
+    // not overflow (fsck reports a wrong count).
     tx.update_root(|root| {
         root.next_ino += 1;
-        root.inode_count += 1;
-        root.next_generation += 1;
+        root.inode_count = root.inode_count.saturating_add(1);
+        root.next_generation = root.next_generation.saturating_add(1);
     })?;
     Ok((root.next_ino, root.next_generation))
 }

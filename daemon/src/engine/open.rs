@@ -149,7 +149,8 @@ impl<S: Storage> Shared<S> {
     fn mark_mounted(&self) -> Result<()> {
         let now = self.now();
         let mut journal = self.journal.lock();
-        journal.superblock.mount_count += 1;
+        // Informational, and read from the device: it must not overflow.
+        journal.superblock.mount_count = journal.superblock.mount_count.saturating_add(1);
         journal.superblock.last_mount_time = now.sec;
         self.reset_journal(&mut journal, VolumeState::Mounted)
     }
