@@ -176,7 +176,7 @@ pub fn fsck(path: &Path) -> Result<Report, VolumeError> {
     fsck::check(&mut read, size).map_err(|error| match error {
         FsckError::Superblock(source) => VolumeError::Format { path: path.display().to_string(), source },
         FsckError::Io(source) => io_error(path)(source),
-        truncated @ FsckError::Truncated { .. } => {
+        truncated @ FsckError::Truncated(_) => {
             VolumeError::Size { path: path.display().to_string(), what: truncated.to_string() }
         }
     })

@@ -70,6 +70,9 @@ pub struct Visit {
 
 type Page = [u8; BLOCK_SIZE];
 
+/// An item with the leaf it lives in: (leaf, key, value).
+pub type Located = (BlockAddr, Key, Vec<u8>);
+
 /// One internal node on the way from the root to a leaf, as it was when read.
 #[derive(Clone, Copy, Debug)]
 struct Step {
@@ -306,7 +309,19 @@ impl BTree {
         store: &mut S,
         from: Key,
         to: Key,
-        f: impl FnMut(Key, &[u8]) -> ControlFlow<()>,
+        mut f: impl FnMut(Key, &[u8]) -> ControlFlow<()>,
+    ) -> Result<(), S::Error> {
+        self.scan(store, from, to, true, |_, key, value| f(key, value))
+    }
+
+    /// Like [`Self::range`], with the leaf each item lives in: a caller that finds an item's
+    /// value wrong can name the block.
+    pub fn range_with_leaf<S: PageStore>(
+        &self,
+        store: &mut S,
+        from: Key,
+        to: Key,
+        f: impl FnMut(BlockAddr, Key, &[u8]) -> ControlFlow<()>,
     ) -> Result<(), S::Error> {
         self.scan(store, from, to, true, f)
     }
@@ -314,7 +329,7 @@ impl BTree {
     /// Removes every item in `from..to`; returns how many there were.
     pub fn remove_range<S: PageStore>(&self, store: &mut S, from: Key, to: Key) -> Result<usize, S::Error> {
         let mut keys = Vec::new();
-        self.scan(store, from, to, false, |key, _| {
+        self.scan(store, from, to, false, |_, key, _| {
             keys.push(key);
             ControlFlow::Continue(())
         })?;
@@ -327,12 +342,21 @@ impl BTree {
 
     /// The item with the greatest key at most `key`.
     pub fn last_at_or_before<S: PageStore>(&self, store: &mut S, key: Key) -> Result<Option<(Key, Vec<u8>)>, S::Error> {
+        Ok(self.neighbour(store, key, false)?.map(|(_, key, value)| (key, value)))
+    }
+
+    /// Like [`Self::last_at_or_before`], with the leaf the item lives in.
+    pub fn last_at_or_before_with_leaf<S: PageStore>(
+        &self,
+        store: &mut S,
+        key: Key,
+    ) -> Result<Option<Located>, S::Error> {
         self.neighbour(store, key, false)
     }
 
     /// The item with the smallest key at least `key`.
     pub fn first_at_or_after<S: PageStore>(&self, store: &mut S, key: Key) -> Result<Option<(Key, Vec<u8>)>, S::Error> {
-        self.neighbour(store, key, true)
+        Ok(self.neighbour(store, key, true)?.map(|(_, key, value)| (key, value)))
     }
 
     /// Blocks an insert of a `value_len`-byte value may allocate: one per level for splits, one
@@ -510,13 +534,8 @@ impl BTree {
         Ok(true)
     }
 
-    /// The first item at or after `key` (`forward`), or the last at or before it.
-    fn neighbour<S: PageStore>(
-        &self,
-        store: &mut S,
-        key: Key,
-        forward: bool,
-    ) -> Result<Option<(Key, Vec<u8>)>, S::Error> {
+    /// The first item at or after `key` (`forward`), or the last at or before it, with its leaf.
+    fn neighbour<S: PageStore>(&self, store: &mut S, key: Key, forward: bool) -> Result<Option<Located>, S::Error> {
         let mut path = self.descend(store, key)?;
         let mut buf = [0u8; BLOCK_SIZE];
         let mut leaf = self.copy_leaf(store, &path, &mut buf)?;
@@ -535,17 +554,18 @@ impl BTree {
         }
         let index = index.expect("loop exits with an index");
         let (value, _) = load_value(store, Stored::of(&leaf, index))?;
-        Ok(Some((leaf.key(index), value)))
+        Ok(Some((path.leaf, leaf.key(index), value)))
     }
 
-    /// Iterates `from..to`; overflow values are assembled only when `values` is set.
+    /// Iterates `from..to`, calling `f` with each item's leaf, key and value; overflow values are
+    /// assembled only when `values` is set.
     fn scan<S: PageStore>(
         &self,
         store: &mut S,
         from: Key,
         to: Key,
         values: bool,
-        mut f: impl FnMut(Key, &[u8]) -> ControlFlow<()>,
+        mut f: impl FnMut(BlockAddr, Key, &[u8]) -> ControlFlow<()>,
     ) -> Result<(), S::Error> {
         if from >= to {
             return Ok(());
@@ -561,9 +581,9 @@ impl BTree {
                     return Ok(());
                 }
                 let flow = match leaf.overflow_ref(index) {
-                    Some(reference) if values => f(key, &read_chain(store, reference)?.0),
-                    Some(_) => f(key, &[]),
-                    None => f(key, leaf.value(index)),
+                    Some(reference) if values => f(path.leaf, key, &read_chain(store, reference)?.0),
+                    Some(_) => f(path.leaf, key, &[]),
+                    None => f(path.leaf, key, leaf.value(index)),
                 };
                 if flow.is_break() {
                     return Ok(());

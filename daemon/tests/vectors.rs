@@ -434,7 +434,8 @@ fn long_logs_replay_exactly() {
 /// when the device works again for the writes queued behind the failed one: sync reports the
 /// error, and the volume reopens (as it stands, and after a crash) with every vector synced
 /// before. Method: sync a first part, then insert about 20 MB more in one call with the second
-/// device write failing (a transient error), sync (fails), commit the engine, reopen.
+/// device write failing (a transient error), sync (fails), commit the engine (refused: the failed
+/// write latched it read-only), reopen.
 #[test]
 fn a_failure_inside_a_long_append_leaves_a_replayable_log() {
     let dim = 128usize;
@@ -450,9 +451,11 @@ fn a_failure_inside_a_long_append_leaves_a_replayable_log() {
     volume.vectors().insert(dir, None, rng.vectors(40_000, dim), Vec::new()).unwrap();
     let error = volume.vectors().sync(dir).unwrap_err();
     assert_eq!(error.errno(), libc::EIO, "{error}");
-    // The engine commits its metadata on its own too (every commit interval): whatever the log
-    // writer linked into the shard log after the failed write would now be durable.
-    volume.vectors().engine().sync().unwrap();
+    // The engine would commit its metadata on its own too (every commit interval), making
+    // whatever the log writer linked after the failed write durable; but the failed data write
+    // latched the engine read-only, so that commit is refused.
+    let refused = volume.vectors().engine().sync().unwrap_err();
+    assert_eq!(refused.errno(), libc::EROFS, "{refused}");
     let images = (0..4).map(|seed| volume.sim.crash_image(seed)).chain([volume.sim.image()]);
     for (seed, image) in images.enumerate() {
         check_clean(&image);

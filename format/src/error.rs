@@ -28,6 +28,11 @@ pub enum FormatError {
     UnsupportedBlockSize { found: u32, supported: u32 },
     #[error("device too small: {size} bytes, a VexFS volume needs at least {min} bytes")]
     TooSmall { size: u64, min: u64 },
+    #[error(
+        "superblock says the volume has {block_count} blocks, but the device holds only {device_blocks} \
+         ({device_bytes} bytes): the device was truncated or the superblock is damaged"
+    )]
+    LargerThanDevice { block_count: u64, device_blocks: u64, device_bytes: u64 },
     #[error("value too large: {len} bytes (at most {max})")]
     TooLarge { len: usize, max: usize },
 }

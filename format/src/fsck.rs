@@ -124,8 +124,8 @@ impl Report {
 pub enum FsckError<E> {
     /// Neither superblock slot holds a usable superblock.
     Superblock(FormatError),
-    /// The device is smaller than the volume claims.
-    Truncated { device_bytes: u64, volume_bytes: u64 },
+    /// The device is smaller than the superblock claims ([`FormatError::LargerThanDevice`]).
+    Truncated(FormatError),
     /// Reading failed.
     Io(E),
 }
@@ -134,9 +134,7 @@ impl<E: std::fmt::Display> std::fmt::Display for FsckError<E> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             FsckError::Superblock(error) => write!(f, "{error}"),
-            FsckError::Truncated { device_bytes, volume_bytes } => {
-                write!(f, "the device has {device_bytes} bytes but the volume needs {volume_bytes}")
-            }
+            FsckError::Truncated(error) => write!(f, "{error}"),
             FsckError::Io(error) => write!(f, "read error: {error}"),
         }
     }
@@ -175,6 +173,8 @@ struct Model {
     collections: BTreeMap<u64, CollectionRecord>,
     /// Shard inode -> the collection directories naming it (filled after the walk).
     shard_owners: HashMap<u64, Vec<u64>>,
+    /// The blocks extents may map (the layout's allocatable area).
+    data_area: std::ops::Range<u64>,
 }
 
 /// Block ownership: one bit per block, set once.
@@ -213,23 +213,21 @@ pub fn check<E>(read: &mut crate::block::BlockRead<'_, E>, device_bytes: u64) ->
     let mut report = Report::default();
     let mut reader = Reader { read, overlay: HashMap::new() };
     let sb = read_superblocks(&mut reader, &mut report)?;
-    let volume_bytes = sb.block_count * BLOCK_SIZE as u64;
-    if volume_bytes > device_bytes {
-        return Err(FsckError::Truncated { device_bytes, volume_bytes });
-    }
+    // Before anything is sized by the block count: the claims below take a bit per block.
+    sb.check_device(device_bytes).map_err(FsckError::Truncated)?;
     let layout = Layout::for_block_count(sb.block_count, sb.journal_blocks).expect("validated by decode");
     report.stats.block_count = sb.block_count;
-    overlay_journal(&mut reader, &sb, &mut report)?;
+    overlay_journal(&mut reader, &sb, &layout, &mut report)?;
     let mut claims = Claims::new(sb.block_count);
     claims.claim(0, layout.first_free.0).expect("fixed regions fit the volume");
     let Some(root) = check_root(&mut reader, &sb, &layout, &mut report)? else {
         return Ok(report);
     };
-    let mut model = Model { format_version: sb.format_version, ..Model::default() };
+    let mut model = Model { format_version: sb.format_version, data_area: layout.data_area(), ..Model::default() };
     walk_tree(&mut reader, layout.tree_root, &mut claims, &mut model, &mut report)?;
     model.shard_owners = shard_owners(&model.collections);
     check_namespace(&model, &mut report);
-    check_extents(&model, &layout, &mut claims, &mut report);
+    check_extents(&model, &mut claims, &mut report);
     check_collections(&model, &mut report);
     check_shard_logs(&mut reader, &model, &layout, &mut report)?;
     check_bitmap(&mut reader, &layout, &claims, &root, &mut report)?;
@@ -254,7 +252,12 @@ fn read_superblocks<E>(reader: &mut Reader<'_, E>, report: &mut Report) -> Resul
     Ok(sb)
 }
 
-fn overlay_journal<E>(reader: &mut Reader<'_, E>, sb: &Superblock, report: &mut Report) -> Result<(), FsckError<E>> {
+fn overlay_journal<E>(
+    reader: &mut Reader<'_, E>,
+    sb: &Superblock,
+    layout: &Layout,
+    report: &mut Report,
+) -> Result<(), FsckError<E>> {
     let region = JournalRegion { start: sb.journal_start, blocks: sb.journal_blocks, volume_id: sb.volume_id() };
     let mut read = |addr: BlockAddr, buf: &mut [u8]| -> Result<(), E> { (reader.read)(addr, buf) };
     let scan = journal::scan(&region, sb.journal_tail, sb.journal_tail_seq, &mut read).map_err(FsckError::Io)?;
@@ -273,12 +276,9 @@ fn overlay_journal<E>(reader: &mut Reader<'_, E>, sb: &Superblock, report: &mut 
         ));
     }
     for (home, pos) in journal::replay_plan(&scan) {
-        if home.0 >= sb.block_count {
-            report.problem(
-                Some(region.addr(pos).0),
-                None,
-                format!("journal image names block {home} outside the volume"),
-            );
+        // Mount refuses such a journal; the check goes on with the home block as it is.
+        if let Err(error) = journal::check_home(&region, layout, home, pos) {
+            report.format_error(&error, None);
             continue;
         }
         reader.overlay.insert(home, region.addr(pos));
@@ -455,9 +455,10 @@ fn check_item(key: Key, value: &[u8], addr: u64, model: &mut Model, report: &mut
         ItemKind::DirIndex => items::decode_dir_index(value, addr).map(|(child, dtype, name)| {
             model.indexes.insert((ino, key.offset), (child, dtype, name.to_vec()));
         }),
-        ItemKind::Extent => {
-            Extent::decode(value, addr).map(|extent| model.extents.entry(ino).or_default().push((key.offset, extent)))
-        }
+        // An extent that fails its check stays out of the model: no later check reads through it.
+        ItemKind::Extent => Extent::decode(value, addr)
+            .and_then(|extent| extent.check(key.offset, &model.data_area, addr).map(|()| extent))
+            .map(|extent| model.extents.entry(ino).or_default().push((key.offset, extent))),
         ItemKind::Xattr => items::decode_xattrs(value, addr).map(|xattrs| {
             if xattrs.iter().any(|x| items::name_hash(&x.name) != key.offset) {
                 report.problem(Some(addr), Some(ino), "xattr is filed under the wrong hash");
@@ -853,8 +854,9 @@ fn count_record(body: &LogBody, report: &mut Report) {
     }
 }
 
-/// Extents: owners are regular files, within the data area, not overlapping, block counts match.
-fn check_extents(model: &Model, layout: &Layout, claims: &mut Claims, report: &mut Report) {
+/// Extents (each inside the data area already, see `check_item`): owners are regular files, no
+/// overlaps in the file or on the device, block counts match.
+fn check_extents(model: &Model, claims: &mut Claims, report: &mut Report) {
     for (&ino, extents) in &model.extents {
         let Some(record) = model.inodes.get(&ino) else { continue };
         if record.kind() != file_type::REGULAR {
@@ -866,21 +868,14 @@ fn check_extents(model: &Model, layout: &Layout, claims: &mut Claims, report: &m
             if offset < end {
                 report.problem(None, Some(ino), format!("extent at file block {offset} overlaps the previous one"));
             }
+            // Extents in the model passed `Extent::check`: inside the data area, no overflow.
             end = offset + u64::from(extent.length);
             blocks += u64::from(extent.length);
-            if extent.start < layout.first_free.0 {
-                report.problem(
-                    None,
-                    Some(ino),
-                    format!("extent at file block {offset} points into the fixed regions (block {})", extent.start),
-                );
-                continue;
-            }
             if let Err(block) = claims.claim(extent.start, u64::from(extent.length)) {
                 report.problem(
                     Some(block),
                     Some(ino),
-                    format!("extent at file block {offset} uses a block outside the volume or already in use"),
+                    format!("extent at file block {offset} uses a block already in use"),
                 );
             }
         }

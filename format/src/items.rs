@@ -12,6 +12,9 @@
 //! - `Symlink` (offset 0): the target bytes, 1..=[`SYMLINK_MAX`].
 //! - `Orphan` (object [`crate::key::ORPHAN_OBJECT`], offset = inode): empty.
 
+use std::ops::Range;
+
+use crate::block::BLOCK_SIZE_U64;
 use crate::FormatError;
 
 /// The longest file name.
@@ -27,6 +30,11 @@ pub const XATTR_LIST_MAX: usize = 65536;
 pub const EXTENT_UNWRITTEN: u32 = 1;
 /// The longest extent in blocks (128 MiB): bounds the work of splitting one.
 pub const EXTENT_BLOCKS_MAX: u32 = 32768;
+/// The largest file in bytes (1 PiB). Writers never go past it, and readers refuse an extent that
+/// does: every file block and byte offset stays far from overflowing a `u64`.
+pub const FILE_SIZE_MAX: u64 = 1 << 50;
+/// The file blocks below [`FILE_SIZE_MAX`].
+pub const FILE_BLOCKS_MAX: u64 = FILE_SIZE_MAX / BLOCK_SIZE_U64;
 
 /// The hash that places names of a directory or xattrs of an inode in the tree (xxh3, 64 bits,
 /// seed 0). Stored on disk implicitly: changing it is a format change.
@@ -162,6 +170,28 @@ impl Extent {
         }
         Ok(Extent { start, length, flags })
     }
+
+    /// Checks the extent mapping file block `offset` on, found in block `addr`, against the
+    /// volume: its file blocks end at or below [`FILE_BLOCKS_MAX`] and its device blocks lie in
+    /// `data_area` (the layout's allocatable blocks, `first_free..block_count`). Sums are checked,
+    /// so a start near 2^64 cannot wrap back into range. Every extent read from a device passes
+    /// here before it is used as an address or a length.
+    pub fn check(&self, offset: u64, data_area: &Range<u64>, addr: u64) -> Result<(), FormatError> {
+        let length = u64::from(self.length);
+        if offset.checked_add(length).is_none_or(|end| end > FILE_BLOCKS_MAX) {
+            let what = format!("extent at file block {offset} of {length} blocks ends past the largest file");
+            return Err(FormatError::malformed(addr, what));
+        }
+        let start = self.start;
+        if start < data_area.start || start.checked_add(length).is_none_or(|end| end > data_area.end) {
+            let what = format!(
+                "extent at file block {offset} maps device blocks {start}..+{length}, outside the data area {}..{}",
+                data_area.start, data_area.end
+            );
+            return Err(FormatError::malformed(addr, what));
+        }
+        Ok(())
+    }
 }
 
 /// One extended attribute.
@@ -215,6 +245,29 @@ mod tests {
             .prop_filter("no slash or dots", |n| !n.contains(&b'/') && n != b"." && n != b"..")
     }
 
+    #[test]
+    fn extents_outside_the_data_area_or_the_largest_file_are_refused_naming_the_block() {
+        let data_area = 1029..4096;
+        let check = |start, length, offset| Extent { start, length, flags: 0 }.check(offset, &data_area, 1028);
+        assert!(check(1029, 1, 0).is_ok());
+        assert!(check(4095, 1, FILE_BLOCKS_MAX - 1).is_ok());
+        for (start, length, offset) in [
+            (0, 1, 0),
+            (1028, 1, 0),
+            (4095, 2, 0),
+            (4096, 1, 0),
+            (u64::MAX - 1, 4, 0),
+            (1029, 2, FILE_BLOCKS_MAX - 1),
+            (1029, 8, u64::MAX - 3),
+        ] {
+            let error = check(start, length, offset).unwrap_err();
+            assert!(
+                matches!(error, FormatError::Malformed { addr: 1028, .. }),
+                "{start}+{length} at {offset}: {error}"
+            );
+        }
+    }
+
     proptest! {
         #[test]
         fn dir_entries_round_trip(names in proptest::collection::vec(name(), 1..5), child: u64, index: u64, dtype: u8) {
@@ -232,6 +285,15 @@ mod tests {
         fn extent_round_trips(start: u64, length in 1u32..=EXTENT_BLOCKS_MAX, unwritten: bool) {
             let extent = Extent { start, length, flags: u32::from(unwritten) };
             prop_assert_eq!(Extent::decode(&extent.encode(), 0).unwrap(), extent);
+        }
+
+        #[test]
+        fn extent_checks_never_overflow(start: u64, length in 1u32..=EXTENT_BLOCKS_MAX, offset: u64) {
+            let extent = Extent { start, length, flags: 0 };
+            let data_area = 100..1000;
+            let inside = start >= 100 && start.checked_add(u64::from(length)).is_some_and(|end| end <= 1000)
+                && offset.checked_add(u64::from(length)).is_some_and(|end| end <= FILE_BLOCKS_MAX);
+            prop_assert_eq!(extent.check(offset, &data_area, 7).is_ok(), inside);
         }
 
         #[test]

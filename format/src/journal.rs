@@ -34,6 +34,8 @@
 //! journal position of a descriptor or commit block is what its header's `addr` names.
 
 use crate::block::{self, BlockAddr, BlockKind, MetaHeader, BLOCK_SIZE, META_HEADER_SIZE};
+use crate::mkfs::Layout;
+use crate::FormatError;
 
 /// Tags one descriptor block holds.
 pub const TAGS_PER_DESCRIPTOR: usize = (BLOCK_SIZE - 48) / 16;
@@ -233,6 +235,31 @@ fn read_u32(block: &[u8], offset: usize) -> u32 {
 
 fn read_u64(block: &[u8], offset: usize) -> u64 {
     u64::from_le_bytes(block[offset..offset + 8].try_into().expect("8 bytes"))
+}
+
+/// Checks that every image of `scan` belongs at a block where journaled metadata lives
+/// ([`Layout::misplaced_metadata`]), before replay writes anything. A committed transaction
+/// verified whole, so a home elsewhere is not a torn write but damage (or a crafted volume), and
+/// replaying it would overwrite a superblock slot, the ring itself, or something past the volume.
+/// The error names the ring block of the image and the home it names.
+pub fn check_homes(region: &JournalRegion, scan: &Scan, layout: &Layout) -> Result<(), FormatError> {
+    for txn in &scan.transactions {
+        for &(home, pos) in &txn.images {
+            check_home(region, layout, home, pos)?;
+        }
+    }
+    Ok(())
+}
+
+/// Checks one image's home (see [`check_homes`]); `pos` is the image's ring position.
+pub fn check_home(region: &JournalRegion, layout: &Layout, home: BlockAddr, pos: u64) -> Result<(), FormatError> {
+    match layout.misplaced_metadata(home) {
+        None => Ok(()),
+        Some(what) => Err(FormatError::malformed(
+            region.addr(pos).0,
+            format!("journal image names home block {home}, which is {what}"),
+        )),
+    }
 }
 
 /// Collapses scanned transactions into the final image of each home block: (home, ring position

@@ -73,6 +73,28 @@ impl Layout {
         })
     }
 
+    /// The blocks the allocator hands out: B-tree nodes, overflow blocks and file data. Every
+    /// extent and every B-tree pointer below the tree root lies here.
+    pub fn data_area(&self) -> std::ops::Range<u64> {
+        self.first_free.0..self.block_count
+    }
+
+    /// What `addr` is when it is not a block that journaled metadata may live at (the volume root,
+    /// a bitmap block, the tree root or a block of the data area): a superblock slot (written only
+    /// by a journal reset, never journaled), the journal ring itself, or past the volume.
+    pub fn misplaced_metadata(&self, addr: BlockAddr) -> Option<&'static str> {
+        let journal_end = self.journal_start.0 + self.journal_blocks;
+        if addr.0 < ROOT_BLOCK.0 {
+            Some("a superblock slot")
+        } else if (self.journal_start.0..journal_end).contains(&addr.0) {
+            Some("a block of the journal")
+        } else if addr.0 >= self.block_count {
+            Some("outside the volume")
+        } else {
+            None
+        }
+    }
+
     /// True when the superblock's region fields are exactly this layout's.
     pub fn matches(&self, sb: &Superblock) -> bool {
         sb.block_count == self.block_count
@@ -206,5 +228,22 @@ mod tests {
         assert_eq!(big.journal_blocks, JOURNAL_BLOCKS_MAX);
         assert_eq!(big.bitmap_blocks, (8u64 << 30) / 4096 / BITS_PER_BITMAP_BLOCK + 1);
         assert!(matches!(Layout::for_size(1 << 20), Err(FormatError::TooSmall { .. })));
+    }
+
+    #[test]
+    fn metadata_lives_at_the_root_the_bitmap_the_tree_root_and_the_data_area() {
+        let layout = Layout::for_size(16 << 20).unwrap();
+        let misplaced = |addr: u64| layout.misplaced_metadata(BlockAddr(addr));
+        assert_eq!(misplaced(0), Some("a superblock slot"));
+        assert_eq!(misplaced(1), Some("a superblock slot"));
+        assert_eq!(misplaced(ROOT_BLOCK.0), None);
+        assert_eq!(misplaced(layout.journal_start.0), Some("a block of the journal"));
+        assert_eq!(misplaced(layout.bitmap_start.0 - 1), Some("a block of the journal"));
+        assert_eq!(misplaced(layout.bitmap_start.0), None);
+        assert_eq!(misplaced(layout.tree_root.0), None);
+        assert_eq!(misplaced(layout.block_count - 1), None);
+        assert_eq!(misplaced(layout.block_count), Some("outside the volume"));
+        assert_eq!(misplaced(u64::MAX), Some("outside the volume"));
+        assert_eq!(layout.data_area(), layout.first_free.0..layout.block_count);
     }
 }

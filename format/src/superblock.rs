@@ -35,7 +35,7 @@
 use zerocopy::little_endian::{I64, U32, U64};
 use zerocopy::{FromBytes, Immutable, IntoBytes, KnownLayout, Unaligned};
 
-use crate::block::{BlockAddr, BLOCK_SIZE};
+use crate::block::{BlockAddr, BLOCK_SIZE, BLOCK_SIZE_U64};
 use crate::FormatError;
 
 /// The superblock magic.
@@ -53,6 +53,8 @@ const _: () = assert!(FORMAT_VERSION_COLLECTIONS <= FORMAT_VERSION);
 pub const FEATURES_INCOMPAT_KNOWN: u64 = 0;
 /// Read-only-compatible features this build understands (none yet).
 pub const FEATURES_RO_COMPAT_KNOWN: u64 = 0;
+/// `sequence` and `journal_tail_seq` lie below this (2^63).
+pub const SEQUENCE_LIMIT: u64 = 1 << 63;
 /// The two superblock slots.
 pub const SUPERBLOCK_SLOTS: [BlockAddr; 2] = [BlockAddr(0), BlockAddr(1)];
 const CRC_OFFSET: usize = BLOCK_SIZE - 4;
@@ -240,6 +242,23 @@ impl Superblock {
         if self.journal_tail >= self.journal_blocks {
             return bad("journal tail lies outside the journal");
         }
+        // Both only ever grow by one from mkfs's 0 and 1; a value no volume can reach would make
+        // the next increment overflow.
+        if self.sequence >= SEQUENCE_LIMIT || self.journal_tail_seq >= SEQUENCE_LIMIT {
+            return bad("sequence number past 2^63");
+        }
+        Ok(())
+    }
+
+    /// Checks that the volume fits the device it was read from. Decoding cannot know the device,
+    /// so mount and fsck call this before anything is sized by `block_count`: once it passes,
+    /// the allocator's free counts and fsck's block claims are bounded by the device, whatever
+    /// the superblock says. Division, not multiplication, so no block count can wrap around.
+    pub fn check_device(&self, device_bytes: u64) -> Result<(), FormatError> {
+        let device_blocks = device_bytes / BLOCK_SIZE_U64;
+        if self.block_count > device_blocks {
+            return Err(FormatError::LargerThanDevice { block_count: self.block_count, device_blocks, device_bytes });
+        }
         Ok(())
     }
 
@@ -313,6 +332,33 @@ mod tests {
             Err(FormatError::UnsupportedVersion { found: 0, .. })
         ));
         assert_eq!(sample().format_version, FORMAT_VERSION, "mkfs writes the current version");
+    }
+
+    #[test]
+    fn a_block_count_beyond_the_device_is_refused_without_overflow() {
+        let sb = sample();
+        let device_bytes = sb.block_count * BLOCK_SIZE_U64;
+        assert_eq!(sb.check_device(device_bytes), Ok(()));
+        assert_eq!(sb.check_device(device_bytes + 4095), Ok(()));
+        assert!(matches!(sb.check_device(device_bytes - 1), Err(FormatError::LargerThanDevice { .. })));
+        // 2^52 + n blocks is n blocks' worth of bytes once multiplied out in 64 bits.
+        let wrapping = Superblock { block_count: (1 << 52) + sb.block_count, ..sb };
+        let error = wrapping.check_device(device_bytes).unwrap_err();
+        assert!(error.to_string().contains(&format!("{} blocks", (1u64 << 52) + (8u64 << 30) / 4096)), "{error}");
+    }
+
+    #[test]
+    fn sequence_numbers_that_could_overflow_are_refused() {
+        for sb in
+            [Superblock { sequence: SEQUENCE_LIMIT, ..sample() }, Superblock { journal_tail_seq: u64::MAX, ..sample() }]
+        {
+            assert!(matches!(
+                Superblock::decode(&sb.encode(), BlockAddr(0)),
+                Err(FormatError::Malformed { addr: 0, .. })
+            ));
+        }
+        let highest = Superblock { sequence: SEQUENCE_LIMIT - 1, journal_tail_seq: SEQUENCE_LIMIT - 1, ..sample() };
+        assert_eq!(Superblock::decode(&highest.encode(), BlockAddr(0)).unwrap(), highest);
     }
 
     #[test]

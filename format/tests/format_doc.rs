@@ -27,7 +27,9 @@ use vexfs_format::collection::{
     EMBEDDER_MAX, LOG_HEADER_SIZE, LOG_RECORD_BYTES_MAX, SHARDS_MAX,
 };
 use vexfs_format::inode::InodeRecord;
-use vexfs_format::items::{self, DirEntry, Extent, Xattr, EXTENT_BLOCKS_MAX, NAME_MAX, SYMLINK_MAX, XATTR_VALUE_MAX};
+use vexfs_format::items::{
+    self, DirEntry, Extent, Xattr, EXTENT_BLOCKS_MAX, FILE_SIZE_MAX, NAME_MAX, SYMLINK_MAX, XATTR_VALUE_MAX,
+};
 use vexfs_format::journal::{self, Image, JournalRegion, TAGS_PER_DESCRIPTOR};
 use vexfs_format::key::{ItemKind, Key, COLLECTION_KIND_LAST, RESERVED_KIND_FIRST};
 use vexfs_format::mkfs::{Layout, JOURNAL_BLOCKS_MAX, JOURNAL_BLOCKS_MIN, MIN_BLOCKS};
@@ -36,7 +38,7 @@ use vexfs_format::node::{
     OVERFLOW_BLOCKS_MAX, OVERFLOW_DATA_SIZE, VALUE_MAX,
 };
 use vexfs_format::root::VolumeRoot;
-use vexfs_format::superblock::{Superblock, VolumeState, SUPERBLOCK_MAGIC};
+use vexfs_format::superblock::{Superblock, VolumeState, SEQUENCE_LIMIT, SUPERBLOCK_MAGIC};
 
 fn format_md() -> String {
     let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../docs/FORMAT.md");
@@ -1186,9 +1188,11 @@ fn check_limits(table: &Table, problems: &mut Vec<String>) {
         ("ATTR_STR_MAX", ATTR_STR_MAX as u64),
         ("LOG_HEADER_SIZE", LOG_HEADER_SIZE as u64),
         ("LOG_RECORD_BYTES_MAX", LOG_RECORD_BYTES_MAX as u64),
+        ("FILE_SIZE_MAX", FILE_SIZE_MAX),
+        ("SEQUENCE_LIMIT", SEQUENCE_LIMIT),
     ]);
     // Rows about limits the format crate does not define as constants.
-    let elsewhere = ["FILE_SIZE_MAX", "inode numbers", "nlink"];
+    let elsewhere = ["inode numbers", "nlink"];
     let mut documented = BTreeSet::new();
     for row in &table.rows {
         let name = code_span(&row.cells[0]);

@@ -4,7 +4,9 @@
 //! Covered: mkfs on a too-small device and over an existing volume; vexfsd on a missing
 //! device, a device that is not VexFS, a device another vexfsd serves, a missing mount point
 //! and a busy one; a corrupted metadata block (fsck names it, reads fail with EIO or the mount
-//! is refused); and a full volume (ENOSPC without corruption, and recovery after deletes).
+//! is refused); a superblock claiming more blocks than the image holds (fsck and vexfsd refuse it
+//! with both numbers, in bounded time and address space); and a full volume (ENOSPC without
+//! corruption, and recovery after deletes).
 
 use std::collections::BTreeSet;
 use std::fs::{self, File, OpenOptions};
@@ -14,11 +16,16 @@ use std::path::{Path, PathBuf};
 use std::thread;
 use std::time::Duration;
 
+use std::process::Command;
+
+use vexfs_format::mkfs::Layout;
+use vexfs_format::superblock::{Superblock, SUPERBLOCK_SLOTS};
+use vexfs_format::BLOCK_SIZE;
 use vexfs_tests::content;
 use vexfs_tests::sys;
 use vexfs_tests::{
-    assert_fsck_clean, assert_no_panic, fsck, mkfs, mount_at, require_root_and_fuse, run_vexfsd_expecting_refusal,
-    CmdOutput, Mount, MountOptions, ScratchDir, TestVolume, MIB,
+    assert_fsck_clean, assert_no_panic, binaries, fsck, mkfs, mount_at, require_root_and_fuse, run,
+    run_vexfsd_expecting_refusal, CmdOutput, Mount, MountOptions, ScratchDir, TestVolume, GIB, MIB,
 };
 
 /// How long vexfsd may take to refuse bad input.
@@ -459,4 +466,75 @@ fn marker_scan_finds_blocks_holding_names() {
     file.write_all_at(MARKER, 9 * 4096).expect("write marker");
     drop(file);
     assert_eq!(marker_blocks(&image), vec![(3 * 4096, 100), (9 * 4096, 0)]);
+}
+
+/// The address space the crafted-superblock refusals run in: room for the binaries as they are,
+/// a millionth of what sizing anything by a 2^40 or 2^52 block count would take.
+const ADDRESS_SPACE_MAX: u64 = 4 * GIB;
+
+/// `program` under `prlimit --as`, so an allocation sized by a lie fails instead of swapping.
+fn limited(program: &Path) -> Command {
+    let mut cmd = Command::new("prlimit");
+    cmd.arg(format!("--as={ADDRESS_SPACE_MAX}")).arg("--").arg(program).env("RUST_BACKTRACE", "1");
+    cmd
+}
+
+/// Rewrites both superblock slots of the image at `path` to claim `block_count` blocks, with the
+/// region fields that count implies and valid checksums: only the device size tells the lie.
+fn claim_block_count(path: &Path, block_count: u64) {
+    let image = OpenOptions::new().read(true).write(true).open(path).expect("opening the image");
+    for addr in SUPERBLOCK_SLOTS {
+        let mut block = vec![0u8; BLOCK_SIZE];
+        image.read_exact_at(&mut block, addr.byte_offset()).expect("reading a superblock");
+        let mut sb = Superblock::decode(&block, addr).expect("a valid superblock");
+        let layout = Layout::for_block_count(block_count, sb.journal_blocks).expect("a layout for the count");
+        (sb.block_count, sb.bitmap_start, sb.bitmap_blocks) = (block_count, layout.bitmap_start, layout.bitmap_blocks);
+        image.write_all_at(&sb.encode(), addr.byte_offset()).expect("writing a superblock");
+    }
+    image.sync_all().expect("fsync the image");
+}
+
+/// A refusal that names both sizes, from a process that exited on its own (an allocation failure
+/// would abort it with a signal).
+fn assert_refused_for_size(output: &CmdOutput, block_count: u64, device_blocks: u64, what: &str) {
+    assert_refused(output, what);
+    assert!(output.status.code().is_some(), "{what}: ended by a signal, not an exit:\n{output}");
+    let text = output.combined();
+    assert!(
+        text.contains(&block_count.to_string()) && text.contains(&device_blocks.to_string()),
+        "{what}: the message does not give the claimed and the real size:\n{output}"
+    );
+}
+
+/// 2^40 blocks is 4 PiB; 2^52 + n blocks is 2^64 + 4096 n bytes, which wraps to the image's own
+/// size in 64-bit arithmetic, so only a check that cannot wrap refuses it.
+#[test]
+fn a_block_count_beyond_the_device_is_refused_by_fsck_and_vexfsd() {
+    if !require_root_and_fuse() {
+        return;
+    }
+    let vol = volume(64 * MIB);
+    let scratch = scratch();
+    let dir = scratch.path().join("mnt");
+    fs::create_dir(&dir).expect("mkdir");
+    let binaries = binaries().expect("the VexFS binaries");
+    let device_blocks = 64 * MIB / BLOCK_SIZE as u64;
+    for block_count in [1u64 << 40, (1 << 52) + device_blocks] {
+        claim_block_count(vol.path(), block_count);
+        let before = fs::read(vol.path()).expect("reading the image");
+
+        let what = format!("vexfs fsck of a volume claiming {block_count} blocks");
+        let mut cmd = limited(&binaries.vexfs);
+        cmd.arg("fsck").arg(vol.path());
+        let output = run(&mut cmd, REFUSAL_TIMEOUT).unwrap_or_else(|e| panic!("{what}: {e:#}"));
+        assert_refused_for_size(&output, block_count, device_blocks, &what);
+
+        let what = format!("vexfsd on a volume claiming {block_count} blocks");
+        let mut cmd = limited(&binaries.vexfsd);
+        cmd.arg("--device").arg(vol.path()).arg("--mount").arg(&dir);
+        let output = run(&mut cmd, REFUSAL_TIMEOUT).unwrap_or_else(|e| panic!("{what}: {e:#}"));
+        assert_refused_for_size(&output, block_count, device_blocks, &what);
+        assert!(mount_at(&dir).expect("reading the mount table").is_none(), "{what}: left a mount");
+        assert!(fs::read(vol.path()).expect("reading the image") == before, "{what}: the image was written");
+    }
 }

@@ -92,6 +92,12 @@ impl Allocator {
         (self.bitmap_start + group, bit)
     }
 
+    /// The blocks that hold B-tree nodes, overflow blocks and file data: every allocation, every
+    /// extent and every pointer below the tree root lies here.
+    pub fn data_area(&self) -> std::ops::Range<u64> {
+        self.first_free..self.block_count
+    }
+
     /// Free blocks that can be handed out now.
     pub fn available(&self) -> u64 {
         let clear: u64 = self.group_free.iter().map(|&f| u64::from(f)).sum();

@@ -7,12 +7,13 @@
 //! the end of the file are zero on the device (truncate zeroes them), so growing a file never
 //! exposes old bytes.
 
-use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
 use parking_lot::RwLock;
 use vexfs_format::inode::{file_type, InodeRecord, INODE_FLAG_ORPHAN};
-use vexfs_format::items::{Extent, EXTENT_BLOCKS_MAX, EXTENT_UNWRITTEN};
+// FILE_SIZE_MAX (1 PiB) keeps every block index and byte offset far from overflow; extents read
+// from the device are checked against it too (`Extent::check`).
+use vexfs_format::items::{Extent, EXTENT_BLOCKS_MAX, EXTENT_UNWRITTEN, FILE_SIZE_MAX};
 use vexfs_format::key::{ItemKind, Key, ORPHAN_OBJECT};
 use vexfs_format::BLOCK_SIZE;
 
@@ -24,9 +25,6 @@ use crate::io::IoBuf;
 use crate::storage::{ReadOp, Storage, WriteOp};
 
 const BLOCK: u64 = BLOCK_SIZE as u64;
-/// The largest file: 2^50 bytes (1 PiB) keeps every block index and byte offset far from
-/// overflow.
-pub const FILE_SIZE_MAX: u64 = 1 << 50;
 /// Extents a single freeing step removes; bounds the blocks one operation dirties.
 const FREE_EXTENTS_STEP: usize = 48;
 /// Bytes one write or read moves per device batch.
@@ -146,7 +144,8 @@ impl<S: Storage> EngineHandle<S> {
             if offset >= record.size || size == 0 {
                 return Ok((record, Vec::new()));
             }
-            let end = (offset + size).min(record.size);
+            // The size is the device's word: a crafted one may be near 2^64.
+            let end = offset.saturating_add(size).min(record.size);
             let first = offset / BLOCK;
             let count = end.div_ceil(BLOCK) - first;
             Ok((record, pieces_of(first, count, &it::extents(tx, ino, first, count)?)))
@@ -154,7 +153,7 @@ impl<S: Storage> EngineHandle<S> {
         if pieces.is_empty() {
             return Ok((self.shared.storage.alloc_buffer(BLOCK_SIZE), 0..0));
         }
-        let end = (offset + size).min(record.size);
+        let end = offset.saturating_add(size).min(record.size);
         let first = offset / BLOCK;
         let count = end.div_ceil(BLOCK) - first;
         let mut buf = self.shared.storage.alloc_buffer((count * BLOCK) as usize);
@@ -240,8 +239,7 @@ impl<S: Storage> EngineHandle<S> {
         let lock = self.io_lock(ino);
         let _guard = lock.write();
         let blocks_changed = self.write_chunk(ino, offset / BLOCK, len / BLOCK, size, |_, pieces| {
-            self.shared.storage.write_batch(&piece_writes(blocks, pieces))?;
-            Ok(())
+            self.shared.write_data(&piece_writes(blocks, pieces))
         })?;
         Ok(Written { len: len as usize, blocks_changed })
     }
@@ -254,7 +252,8 @@ impl<S: Storage> EngineHandle<S> {
 
     /// One write of file blocks `first..first+count` (at most [`CHUNK_BYTES`] for `write`, at most
     /// [`WRITE_BLOCKS_MAX`] for `write_blocks`) that ends the file's data at `end` or before:
-    /// plan, `write` the data to the planned pieces (given the old file size), link the new
+    /// plan, `write` the data to the planned pieces (given the old file size) through
+    /// `Shared::write_data`, which marks it unflushed (or latches the engine), then link the new
     /// blocks. Returns whether the file's block count changed.
     fn write_chunk(
         &self,
@@ -273,7 +272,6 @@ impl<S: Storage> EngineHandle<S> {
             self.cancel_reservations(&pieces);
         }
         linked?;
-        self.shared.data_unflushed.store(true, Ordering::Release);
         Ok(freed || allocated)
     }
 
@@ -302,8 +300,7 @@ impl<S: Storage> EngineHandle<S> {
             self.load_partial(&mut staging, first, count, old_size, pieces, partial_head, partial_tail)?;
         }
         staging[head as usize..tail_end as usize].copy_from_slice(data);
-        self.shared.storage.write_batch(&piece_writes(&[&staging], pieces))?;
-        Ok(())
+        self.shared.write_data(&piece_writes(&[&staging], pieces))
     }
 
     /// Reads the first and/or last block of a write that covers them only partly. Blocks without
@@ -394,9 +391,7 @@ impl<S: Storage> EngineHandle<S> {
         let mut buf = self.shared.storage.alloc_buffer(BLOCK_SIZE);
         self.shared.storage.read_batch(&mut [ReadOp { offset: device * BLOCK, buf: &mut buf[..] }])?;
         buf[(size % BLOCK) as usize..].fill(0);
-        self.shared.storage.write_batch(&[WriteOp { offset: device * BLOCK, buf: &buf[..] }])?;
-        self.shared.data_unflushed.store(true, Ordering::Release);
-        Ok(())
+        self.shared.write_data(&[WriteOp { offset: device * BLOCK, buf: &buf[..] }])
     }
 
     /// fallocate: preallocate (mode 0 or KEEP_SIZE), punch a hole, or zero a range.
@@ -716,6 +711,70 @@ fn free_step<S: Storage>(tx: &mut Tx<'_, S>, ino: u64) -> Result<bool> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::engine::{Clock, Engine, EngineOptions};
+    use crate::io::sim::SimStorage;
+    use vexfs_format::inode::{Timestamp, ROOT_INO};
+    use vexfs_format::mkfs::{self, MkfsParams};
+
+    struct FixedClock;
+
+    impl Clock for FixedClock {
+        fn now(&self) -> Timestamp {
+            Timestamp { sec: 1_800_000_000, nsec: 0 }
+        }
+    }
+
+    fn engine() -> (Arc<SimStorage>, Engine<Arc<SimStorage>>) {
+        let size_bytes = 32 << 20;
+        let now = FixedClock.now();
+        let params = MkfsParams { size_bytes, uuid: [2; 16], now, label: "order", uid: 0, gid: 0 };
+        let (_, blocks) = mkfs::plan(&params).expect("mkfs");
+        let mut image = vec![0u8; size_bytes as usize];
+        for (addr, block) in blocks {
+            let at = addr.byte_offset() as usize;
+            image[at..at + BLOCK_SIZE].copy_from_slice(&block);
+        }
+        let sim = Arc::new(SimStorage::from_image(image));
+        let options = EngineOptions { cache_bytes: 16 << 20, commit_interval: std::time::Duration::from_secs(3600) };
+        let engine = Engine::open(Arc::clone(&sim), Arc::new(FixedClock), options).expect("open");
+        (sim, engine)
+    }
+
+    /// Goal: data is marked unflushed the moment its write completes, before the link that points
+    /// at it, so no commit that can see the link skips the flush that orders data before it.
+    /// Method: write a new block through `write_chunk` with a data step that, once its device
+    /// write is done, commits, as a commit racing the link would; that commit must find the mark
+    /// and make the data durable. After the link and its commit, the durable image alone must
+    /// reopen with the file's data.
+    #[test]
+    fn a_commit_racing_the_link_flushes_the_data() {
+        let (sim, engine) = engine();
+        let handle = engine.handle();
+        let creds = crate::engine::fs::Creds { uid: 0, gid: 0 };
+        let ino = handle.mknod(ROOT_INO, b"f", libc::S_IFREG | 0o644, 0, creds).expect("create").ino;
+        handle.sync().expect("sync");
+        let mut block = handle.block_buffer(BLOCK_SIZE);
+        block.fill(0x5a);
+        let mut device = None;
+        handle
+            .write_chunk(ino, 0, 1, BLOCK, |_, pieces| {
+                handle.shared.write_data(&piece_writes(&[&block[..]], pieces))?;
+                assert!(sim.unflushed_write_count() > 0, "the data write is not pending a flush");
+                device = pieces[0].device_block(0);
+                handle.shared.commit()?;
+                assert_eq!(sim.unflushed_write_count(), 0, "a commit after the data write left it unflushed");
+                Ok(())
+            })
+            .expect("write");
+        handle.sync().expect("sync");
+        let device = device.expect("the write mapped its block") as usize;
+        let durable = sim.durable_image();
+        assert!(durable[device * BLOCK_SIZE..(device + 1) * BLOCK_SIZE] == block[..], "the data is not durable");
+        let options = EngineOptions { cache_bytes: 16 << 20, commit_interval: std::time::Duration::from_secs(3600) };
+        let reopened = Engine::open(SimStorage::from_image(durable), Arc::new(FixedClock), options).expect("reopen");
+        let (read, range) = reopened.handle().read(ino, 0, BLOCK_SIZE as u32).expect("read");
+        assert!(read[range] == block[..], "the durable volume does not hold the data");
+    }
 
     #[test]
     fn pieces_cover_holes_and_extents() {

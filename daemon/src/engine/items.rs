@@ -6,6 +6,7 @@ use std::ops::ControlFlow;
 use vexfs_format::inode::{InodeRecord, INODE_SIZE};
 use vexfs_format::items::{self, DirEntry, Extent, Xattr, EXTENT_BLOCKS_MAX};
 use vexfs_format::key::{ItemKind, Key, ORPHAN_OBJECT};
+use vexfs_format::{BlockAddr, FormatError};
 
 use super::error::{EngineError, Result};
 use super::meta::Tx;
@@ -75,10 +76,12 @@ pub fn new_ino<S: Storage>(tx: &mut Tx<'_, S>) -> Result<(u64, u64)> {
     if root.next_ino >= ORPHAN_OBJECT {
         return Err(EngineError::NoSpace);
     }
+    // `next_ino` is below ORPHAN_OBJECT; the two counters come from the device unchecked and must
+    // not overflow (fsck reports a wrong count).
     tx.update_root(|root| {
         root.next_ino += 1;
-        root.inode_count += 1;
-        root.next_generation += 1;
+        root.inode_count = root.inode_count.saturating_add(1);
+        root.next_generation = root.next_generation.saturating_add(1);
     })?;
     Ok((root.next_ino, root.next_generation))
 }
@@ -162,35 +165,50 @@ pub fn dir_is_empty<S: Storage>(tx: &mut Tx<'_, S>, dir: u64) -> Result<bool> {
     Ok(empty)
 }
 
+/// Decodes the extent of file block `offset` on, stored in `leaf`, and checks it against the
+/// volume layout: nothing the device says is used as an address or a length before this.
+fn decode_extent<S: Storage>(
+    tx: &Tx<'_, S>,
+    leaf: BlockAddr,
+    offset: u64,
+    value: &[u8],
+) -> Result<Extent, FormatError> {
+    let extent = Extent::decode(value, leaf.0)?;
+    extent.check(offset, &tx.meta.alloc.data_area(), leaf.0)?;
+    Ok(extent)
+}
+
+/// The extent item of `ino` at or before file block `file_block`, checked, with its offset.
+fn extent_at_or_before<S: Storage>(tx: &mut Tx<'_, S>, ino: u64, file_block: u64) -> Result<Option<(u64, Extent)>> {
+    let found = tree(tx).last_at_or_before_with_leaf(tx, Key::new(ino, ItemKind::Extent, file_block))?;
+    let Some((leaf, key, value)) = found else { return Ok(None) };
+    if key.object != ino || key.kind != ItemKind::Extent as u8 {
+        return Ok(None);
+    }
+    Ok(Some((key.offset, decode_extent(tx, leaf, key.offset, &value)?)))
+}
+
 /// The extents of `ino` overlapping file blocks `first..first+count`, in order, as
-/// (first file block, extent).
+/// (first file block, extent), each checked against the volume layout.
 pub fn extents<S: Storage>(tx: &mut Tx<'_, S>, ino: u64, first: u64, count: u64) -> Result<Vec<(u64, Extent)>> {
     let mut out = Vec::new();
     let end = first.saturating_add(count);
     let scan_end = if end == u64::MAX { kind_end(ino, ItemKind::Extent) } else { Key::new(ino, ItemKind::Extent, end) };
-    if let Some((key, value)) = last_at_or_before(tx, Key::new(ino, ItemKind::Extent, first))? {
-        if key.object == ino && key.kind == ItemKind::Extent as u8 && key.offset < first {
-            let extent = Extent::decode(&value, 0)?;
-            if key.offset + u64::from(extent.length) > first {
-                out.push((key.offset, extent));
-            }
+    if let Some((offset, extent)) = extent_at_or_before(tx, ino, first)? {
+        // The check bounds the sum: offset + length <= FILE_BLOCKS_MAX.
+        if offset < first && offset + u64::from(extent.length) > first {
+            out.push((offset, extent));
         }
     }
-    let mut error = None;
-    scan(tx, Key::new(ino, ItemKind::Extent, first), scan_end, |key, value| match Extent::decode(value, 0) {
-        Ok(extent) => {
-            out.push((key.offset, extent));
-            ControlFlow::Continue(())
-        }
-        Err(e) => {
-            error = Some(e);
-            ControlFlow::Break(())
-        }
+    let mut found = Vec::new();
+    tree(tx).range_with_leaf(tx, Key::new(ino, ItemKind::Extent, first), scan_end, |leaf, key, value| {
+        found.push((leaf, key.offset, value.to_vec()));
+        ControlFlow::Continue(())
     })?;
-    match error {
-        Some(e) => Err(e.into()),
-        None => Ok(out),
+    for (leaf, offset, value) in found {
+        out.push((offset, decode_extent(tx, leaf, offset, &value)?));
     }
+    Ok(out)
 }
 
 /// Removes the mapping of file blocks `first..first+count` (at most `extents_max` extents),
@@ -235,17 +253,14 @@ pub fn unmap<S: Storage>(
 /// the preceding extent when the two are contiguous on both sides.
 pub fn map<S: Storage>(tx: &mut Tx<'_, S>, ino: u64, file_block: u64, extent: Extent) -> Result<()> {
     if file_block > 0 {
-        if let Some((key, value)) = last_at_or_before(tx, Key::new(ino, ItemKind::Extent, file_block - 1))? {
-            if key.object == ino && key.kind == ItemKind::Extent as u8 {
-                let previous = Extent::decode(&value, 0)?;
-                let contiguous = key.offset + u64::from(previous.length) == file_block
-                    && previous.start + u64::from(previous.length) == extent.start
-                    && previous.flags == extent.flags
-                    && previous.length + extent.length <= EXTENT_BLOCKS_MAX;
-                if contiguous {
-                    let merged = Extent { length: previous.length + extent.length, ..previous };
-                    return put(tx, key, &merged.encode());
-                }
+        if let Some((offset, previous)) = extent_at_or_before(tx, ino, file_block - 1)? {
+            let contiguous = offset + u64::from(previous.length) == file_block
+                && previous.start + u64::from(previous.length) == extent.start
+                && previous.flags == extent.flags
+                && previous.length + extent.length <= EXTENT_BLOCKS_MAX;
+            if contiguous {
+                let merged = Extent { length: previous.length + extent.length, ..previous };
+                return put(tx, Key::new(ino, ItemKind::Extent, offset), &merged.encode());
             }
         }
     }

@@ -19,10 +19,12 @@
 //! never references data that is not on the device.
 
 use vexfs_format::journal::{self, Image, JournalRegion};
+use vexfs_format::mkfs::Layout;
 use vexfs_format::superblock::{Superblock, VolumeState};
 use vexfs_format::{block, BlockAddr, BLOCK_SIZE};
 
-use super::error::{EngineError, Result};
+use super::error::Result;
+use super::meta::META_KINDS;
 use super::Shared;
 use crate::storage::{Storage, WriteOp};
 
@@ -162,8 +164,17 @@ impl<S: Storage> Shared<S> {
 
     /// Moves the on-disk tail to the head. Every committed transaction is already checkpointed;
     /// the first flush makes those home writes durable before the superblock stops pointing at
-    /// their journal copies.
+    /// their journal copies. A failure latches the engine read-only, as a failed commit does.
     pub(super) fn reset_journal(&self, journal: &mut JournalState, state: VolumeState) -> Result<()> {
+        let result = self.move_tail(journal, state);
+        if let Err(error) = &result {
+            tracing::error!(%error, "journal reset failed; the volume refuses further writes");
+            self.fail();
+        }
+        result
+    }
+
+    fn move_tail(&self, journal: &mut JournalState, state: VolumeState) -> Result<()> {
         self.storage.flush()?;
         let mut sb = journal.superblock.clone();
         sb.sequence += 1;
@@ -197,8 +208,10 @@ impl<S: Storage> Shared<S> {
 }
 
 /// Replays the journal of a volume being opened: applies every committed transaction to its home
-/// blocks and flushes. Returns the ring head and the next sequence number.
-pub fn replay<S: Storage>(storage: &S, sb: &Superblock) -> Result<(u64, u64, usize)> {
+/// blocks and flushes. Returns the ring head and the next sequence number. Nothing is written
+/// unless every image names a block where journaled metadata lives, and each image is checked to
+/// be the metadata block it claims to be just before it is written home.
+pub fn replay<S: Storage>(storage: &S, sb: &Superblock, layout: &Layout) -> Result<(u64, u64, usize)> {
     let region = JournalRegion { start: sb.journal_start, blocks: sb.journal_blocks, volume_id: sb.volume_id() };
     let mut buf = storage.alloc_buffer(BLOCK_SIZE);
     let mut read = |addr: BlockAddr, out: &mut [u8]| -> Result<()> {
@@ -208,6 +221,7 @@ pub fn replay<S: Storage>(storage: &S, sb: &Superblock) -> Result<(u64, u64, usi
         Ok(())
     };
     let scan = journal::scan(&region, sb.journal_tail, sb.journal_tail_seq, &mut read)?;
+    journal::check_homes(&region, &scan, layout)?;
     let plan = journal::replay_plan(&scan);
     for chunk in plan.chunks(64) {
         let mut bufs = Vec::with_capacity(chunk.len());
@@ -217,9 +231,9 @@ pub fn replay<S: Storage>(storage: &S, sb: &Superblock) -> Result<(u64, u64, usi
                 offset: region.addr(pos).byte_offset(),
                 buf: &mut image[..BLOCK_SIZE],
             }])?;
-            if home.0 >= sb.block_count {
-                return Err(EngineError::Volume(format!("journal names block {home} outside the volume")));
-            }
+            // The tag's crc only says the image is what the commit wrote; a journaled block
+            // names its own home, so one that does not was never a metadata block of this volume.
+            block::verify(&image[..BLOCK_SIZE], home, &META_KINDS)?;
             bufs.push((home, image));
         }
         let ops: Vec<WriteOp<'_>> =

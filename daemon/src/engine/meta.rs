@@ -11,7 +11,7 @@ use std::collections::{BTreeSet, HashSet};
 use vexfs_format::bitmap::{self, BITS_PER_BITMAP_BLOCK};
 use vexfs_format::block::{self, BlockKind};
 use vexfs_format::root::VolumeRoot;
-use vexfs_format::{BlockAddr, BLOCK_SIZE};
+use vexfs_format::{BlockAddr, FormatError, BLOCK_SIZE};
 
 use super::alloc::Allocator;
 use super::cache::Cache;
@@ -23,8 +23,9 @@ use crate::storage::Storage;
 /// file, freeing an inode) work in steps, each its own operation.
 pub const OP_BLOCKS_MAX: usize = 256;
 
-/// Metadata kinds a tree or allocator read accepts; the caller checks the exact kind.
-const META_KINDS: [BlockKind; 5] =
+/// Metadata kinds a tree or allocator read accepts; the caller checks the exact kind. These are
+/// also the kinds a journal image may have.
+pub const META_KINDS: [BlockKind; 5] =
     [BlockKind::Leaf, BlockKind::Internal, BlockKind::Overflow, BlockKind::Root, BlockKind::Bitmap];
 
 /// The running transaction's bookkeeping beyond its dirty blocks (which the cache tracks).
@@ -165,8 +166,15 @@ impl<'a, S: Storage> Tx<'a, S> {
         Ok(())
     }
 
-    /// Sets or clears the bitmap bits of `start..start+len` and adjusts the free counts.
+    /// Sets or clears the bitmap bits of `start..start+len` and adjusts the free counts. Only
+    /// blocks of the data area ever change: the fixed regions stay in use whatever an extent or a
+    /// pointer read from the device says, so the allocator can never hand them out.
     fn mark(&mut self, start: u64, len: u64, used: bool) -> Result<()> {
+        let area = self.meta.alloc.data_area();
+        if start < area.start || start.checked_add(len).is_none_or(|end| end > area.end) {
+            let what = format!("blocks {start}..+{len} lie outside the data area {}..{}", area.start, area.end);
+            return Err(FormatError::malformed(start, what).into());
+        }
         let mut block = start;
         while block < start + len {
             let (bitmap_addr, bit) = self.meta.alloc.locate(block);
@@ -177,7 +185,7 @@ impl<'a, S: Storage> Tx<'a, S> {
             let bits = bitmap::bits_mut(page);
             for i in bit..bit + run as usize {
                 if bitmap::get(bits, i) == used {
-                    return Err(EngineError::Corrupt(vexfs_format::FormatError::malformed(
+                    return Err(EngineError::Corrupt(FormatError::malformed(
                         bitmap_addr,
                         format!(
                             "bitmap: block {} is already {}",
@@ -211,10 +219,32 @@ impl<'a, S: Storage> Tx<'a, S> {
             let addr = BlockAddr(self.meta.alloc.bitmap_start + group);
             let bits_block = self.page_of(addr, &[BlockKind::Bitmap])?.to_vec();
             if let Some(found) = self.meta.alloc.search_group(group, bitmap::bits(&bits_block), from, len_max) {
-                return Ok(Some(found));
+                return self.check_found(addr, found).map(Some);
             }
         }
         Ok(None)
+    }
+
+    /// A free run the bitmap block at `addr` offers must lie in the data area: a bitmap that marks
+    /// a fixed region (or a block past the volume) free is damaged, and handing it out would put
+    /// file data over the journal or the superblock.
+    fn check_found(&self, addr: BlockAddr, (start, len): (u64, u64)) -> Result<(u64, u64)> {
+        let area = self.meta.alloc.data_area();
+        if start < area.start || start + len > area.end {
+            let what =
+                format!("bitmap marks blocks {start}..+{len} free, outside the data area {}..{}", area.start, area.end);
+            return Err(FormatError::malformed(addr.0, what).into());
+        }
+        Ok((start, len))
+    }
+
+    /// Checks that a B-tree pointer read from the device names the tree root or a block of the
+    /// data area before the block is read: never a fixed region, never past the volume.
+    fn check_tree_addr(&self, addr: BlockAddr) -> Result<()> {
+        if addr == self.meta.tree_root || self.meta.alloc.data_area().contains(&addr.0) {
+            return Ok(());
+        }
+        Err(FormatError::malformed(addr.0, "B-tree pointer to a block outside the tree's area").into())
     }
 
     /// Reserves up to `len_max` data blocks near `goal` for a write in flight. The bitmap is not
@@ -263,10 +293,12 @@ impl<S: Storage> PageStore for Tx<'_, S> {
     type Error = EngineError;
 
     fn page(&mut self, addr: BlockAddr) -> Result<&[u8]> {
+        self.check_tree_addr(addr)?;
         self.page_of(addr, &META_KINDS)
     }
 
     fn page_mut(&mut self, addr: BlockAddr) -> Result<&mut [u8]> {
+        self.check_tree_addr(addr)?;
         self.page_mut_of(addr, &META_KINDS)
     }
 

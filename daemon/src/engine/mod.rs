@@ -130,6 +130,24 @@ impl<S: Storage> Shared<S> {
         self.failed.store(true, Ordering::Release);
     }
 
+    /// Writes file data in place (metadata goes through the journal instead). Two rules live here:
+    /// - A failed write latches the engine read-only, as a failed commit does: what the device
+    ///   holds in those blocks is unknown, and a later write or link must not build on it (a
+    ///   shard log, for one, must never grow past a gap).
+    /// - A completed write marks data unflushed before this returns, so before the caller links
+    ///   any extent that points at it: a commit that snapshots the link sees the mark and flushes
+    ///   before its journal write. (Marked after the link, a commit starting in between would skip
+    ///   that flush, and a power cut could keep its commit block and lose the data.)
+    fn write_data(&self, ops: &[crate::storage::WriteOp<'_>]) -> Result<()> {
+        if let Err(error) = self.storage.write_batch(ops) {
+            tracing::error!(%error, "data write failed; the volume refuses further writes");
+            self.fail();
+            return Err(error.into());
+        }
+        self.data_unflushed.store(true, Ordering::Release);
+        Ok(())
+    }
+
     fn check_failed(&self) -> Result<()> {
         if self.failed.load(Ordering::Acquire) {
             return Err(EngineError::Failed);

@@ -39,15 +39,10 @@ impl<S: Storage> Engine<S> {
     /// orphaned inodes, and starts the periodic committer.
     pub fn open(storage: S, clock: Arc<dyn Clock>, options: EngineOptions) -> Result<Engine<S>> {
         let sb = read_superblock(&storage)?;
-        let size = storage.geometry().size_bytes;
-        if sb.block_count * BLOCK_SIZE as u64 > size {
-            return Err(EngineError::Volume(format!(
-                "the volume needs {} bytes but the device has only {size}: was it truncated?",
-                sb.block_count * BLOCK_SIZE as u64
-            )));
-        }
+        // Before anything is sized by the block count (the allocator's counts, its bitmap reads).
+        sb.check_device(storage.geometry().size_bytes).map_err(|error| EngineError::Volume(error.to_string()))?;
         let layout = Layout::for_block_count(sb.block_count, sb.journal_blocks).expect("validated by decode");
-        let (head, next_seq, replayed) = replay(&storage, &sb)?;
+        let (head, next_seq, replayed) = replay(&storage, &sb, &layout)?;
         if replayed > 0 {
             tracing::info!(transactions = replayed, "journal replayed");
         }
@@ -154,7 +149,8 @@ impl<S: Storage> Shared<S> {
     fn mark_mounted(&self) -> Result<()> {
         let now = self.now();
         let mut journal = self.journal.lock();
-        journal.superblock.mount_count += 1;
+        // Informational, and read from the device: it must not overflow.
+        journal.superblock.mount_count = journal.superblock.mount_count.saturating_add(1);
         journal.superblock.last_mount_time = now.sec;
         self.reset_journal(&mut journal, VolumeState::Mounted)
     }

@@ -112,7 +112,8 @@ fn file_attr(ino: u64, record: &InodeRecord) -> FileAttr {
     FileAttr {
         ino,
         size: record.size,
-        blocks: record.blocks * 8,
+        // In 512-byte units; `blocks` comes from the device, so it must not overflow.
+        blocks: record.blocks.saturating_mul(8),
         atime: time(record.atime),
         mtime: time(record.mtime),
         ctime: time(record.ctime),

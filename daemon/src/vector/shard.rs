@@ -109,7 +109,13 @@ impl Shard {
                             reason: format!("record sequence {} after {}", record.seq, shard.next_seq - 1),
                         });
                     }
-                    shard.next_seq = record.seq + 1;
+                    // A sequence number is read from the device: the last one possible is refused
+                    // rather than wrapped, as no writer can follow it.
+                    shard.next_seq = record.seq.checked_add(1).ok_or_else(|| VectorError::Corrupt {
+                        shard: ino,
+                        offset: base,
+                        reason: format!("record sequence {} leaves no room for another", record.seq),
+                    })?;
                     match record.body {
                         LogBody::Insert { ids, vectors, attrs } => {
                             let mut attrs = attrs.into_iter();

@@ -3,6 +3,8 @@
 use vexfs_daemon::engine::Clock;
 use vexfs_format::inode::Timestamp;
 use vexfs_format::mkfs::{image, MkfsParams};
+use vexfs_format::superblock::{Superblock, SUPERBLOCK_SLOTS};
+use vexfs_format::BLOCK_SIZE;
 
 /// A clock that never moves, so images are reproducible.
 pub struct FixedClock;
@@ -41,4 +43,16 @@ pub fn cannot_run(reason: &str) {
         panic!("cannot run under CI=true: {reason}");
     }
     eprintln!("skipped: {reason}");
+}
+
+/// Rewrites both superblock slots of `image` through `change`, with valid checksums: a crafted
+/// volume that only the checks beyond the checksum can tell from a real one.
+#[allow(dead_code)] // Not every test binary that shares this module crafts superblocks.
+pub fn rewrite_superblocks(image: &mut [u8], change: impl Fn(&mut Superblock)) {
+    for addr in SUPERBLOCK_SLOTS {
+        let at = addr.byte_offset() as usize;
+        let mut sb = Superblock::decode(&image[at..at + BLOCK_SIZE], addr).expect("a valid slot");
+        change(&mut sb);
+        image[at..at + BLOCK_SIZE].copy_from_slice(&sb.encode());
+    }
 }
