@@ -336,7 +336,8 @@ fn assert_read_only<T: std::fmt::Debug>(result: Result<T, EngineError>, what: &s
 /// Method: one transient device error (only that write fails, later ones would succeed) during
 /// `write`, `write_blocks` and a shrinking `truncate` (which zeroes the tail of the new last
 /// block), each on a fresh engine; then every write, create and sync gives EROFS (as every
-/// operation does until the volume is reopened), and the volume reopens as it was synced.
+/// change does until the volume is reopened) while lookups, attributes and reads are served, and
+/// the volume reopens as it was synced.
 #[test]
 fn a_failed_data_write_latches_the_engine_read_only() {
     let (clean, ino) = volume_with_file(0);
@@ -362,6 +363,12 @@ fn a_failed_data_write_latches_the_engine_read_only() {
         assert_read_only(handle.mknod(ROOT_INO, b"g", libc::S_IFREG | 0o644, 0, CREDS), what);
         assert_read_only(handle.truncate(ino, 0), what);
         assert_read_only(handle.sync(), what);
+        // Read-only, not closed: what changes nothing is still served.
+        assert_eq!(handle.getattr(ino).expect("getattr after the latch").record.size, FILE_BYTES as u64, "{what}");
+        assert!(handle.lookup(ROOT_INO, b"g").is_err_and(|e| matches!(e, EngineError::NotFound)), "{what}");
+        let (read, range) = handle.read(ino, 0, 4096).expect("a read after the latch");
+        assert_eq!(range.len(), 4096, "{what}");
+        drop(read);
         drop(engine);
         let (_, reopened) = open(sim.image());
         let attr = reopened.handle().getattr(ino).expect("getattr");

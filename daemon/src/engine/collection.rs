@@ -104,7 +104,7 @@ impl<S: Storage> EngineHandle<S> {
 
     /// The collection record of `dir`; None when `dir` is not a collection.
     pub fn collection(&self, dir: u64) -> Result<Option<CollectionRecord>> {
-        self.shared.run(|tx| {
+        self.shared.look(|tx| {
             it::get_inode(tx, dir)?;
             get(tx, dir)
         })

@@ -138,7 +138,7 @@ impl<S: Storage> EngineHandle<S> {
         let lock = self.io_lock(ino);
         let _guard = lock.read();
         let size = u64::from(size).min(CHUNK_BYTES * 4);
-        let (record, pieces) = self.shared.run(|tx| {
+        let (record, pieces) = self.shared.look(|tx| {
             let record = it::get_inode(tx, ino)?;
             regular(&record)?;
             if offset >= record.size || size == 0 {
@@ -485,7 +485,7 @@ impl<S: Storage> EngineHandle<S> {
 
     /// SEEK_DATA (3) and SEEK_HOLE (4). Unwritten extents count as holes.
     pub fn lseek(&self, ino: u64, offset: u64, whence: u32) -> Result<u64> {
-        self.shared.run(|tx| {
+        self.shared.look(|tx| {
             let record = it::get_inode(tx, ino)?;
             regular(&record)?;
             if offset >= record.size {

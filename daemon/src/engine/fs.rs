@@ -189,7 +189,7 @@ impl<S: Storage> EngineHandle<S> {
         if name.len() > NAME_MAX {
             return Err(EngineError::NameTooLong);
         }
-        self.shared.run(|tx| {
+        self.shared.look(|tx| {
             let mut records = Records::new();
             records.dir(tx, parent)?;
             let entry = it::dir_lookup(tx, parent, name)?.ok_or(EngineError::NotFound)?;
@@ -205,12 +205,12 @@ impl<S: Storage> EngineHandle<S> {
         if name.len() > NAME_MAX {
             return Err(EngineError::NameTooLong);
         }
-        self.shared.run(|tx| Ok(it::dir_lookup(tx, parent, name)?.map(|entry| entry.child)))
+        self.shared.look(|tx| Ok(it::dir_lookup(tx, parent, name)?.map(|entry| entry.child)))
     }
 
     /// The attributes of `ino`.
     pub fn getattr(&self, ino: u64) -> Result<Attr> {
-        self.shared.run(|tx| Ok(Attr { ino, record: it::get_inode(tx, ino)? }))
+        self.shared.look(|tx| Ok(Attr { ino, record: it::get_inode(tx, ino)? }))
     }
 
     /// Changes attributes. A size change truncates or extends the file (see `data`).
@@ -390,7 +390,7 @@ impl<S: Storage> EngineHandle<S> {
 
     /// The target of a symbolic link.
     pub fn readlink(&self, ino: u64) -> Result<Vec<u8>> {
-        self.shared.run(|tx| {
+        self.shared.look(|tx| {
             let record = it::get_inode(tx, ino)?;
             if record.kind() != file_type::SYMLINK {
                 return Err(EngineError::Invalid("not a symbolic link"));
@@ -407,7 +407,7 @@ impl<S: Storage> EngineHandle<S> {
     pub fn readdir(&self, ino: u64, offset: u64, plus: bool, mut emit: impl FnMut(&DirItem) -> bool) -> Result<()> {
         let mut offset = offset;
         loop {
-            let batch = self.shared.run(|tx| readdir_batch(tx, ino, offset, plus))?;
+            let batch = self.shared.look(|tx| readdir_batch(tx, ino, offset, plus))?;
             if batch.is_empty() {
                 return Ok(());
             }
@@ -432,7 +432,7 @@ impl<S: Storage> EngineHandle<S> {
     pub fn readdir_attrs(&self, ino: u64, mut emit: impl FnMut(&DirItem) -> bool) -> Result<()> {
         let mut offset = 0;
         loop {
-            let batch = self.shared.run(|tx| readdir_batch(tx, ino, offset, true))?;
+            let batch = self.shared.look(|tx| readdir_batch(tx, ino, offset, true))?;
             if batch.is_empty() {
                 return Ok(());
             }
@@ -447,7 +447,7 @@ impl<S: Storage> EngineHandle<S> {
 
     /// File-system statistics.
     pub fn statfs(&self) -> Result<StatFs> {
-        self.shared.run(|tx| {
+        self.shared.look(|tx| {
             let root = tx.root()?;
             let free = tx.meta.alloc.available();
             Ok(StatFs {
@@ -463,7 +463,7 @@ impl<S: Storage> EngineHandle<S> {
 
     /// The value of xattr `name` of `ino`.
     pub fn getxattr(&self, ino: u64, name: &[u8]) -> Result<Vec<u8>> {
-        self.shared.run(|tx| {
+        self.shared.look(|tx| {
             it::get_inode(tx, ino)?;
             it::xattr_get(tx, ino, name)
         })
@@ -499,7 +499,7 @@ impl<S: Storage> EngineHandle<S> {
 
     /// The xattr names of `ino`.
     pub fn listxattr(&self, ino: u64) -> Result<Vec<Vec<u8>>> {
-        self.shared.run(|tx| {
+        self.shared.look(|tx| {
             it::get_inode(tx, ino)?;
             it::xattr_names(tx, ino)
         })

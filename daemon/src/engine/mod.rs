@@ -172,6 +172,16 @@ impl<S: Storage> Shared<S> {
         result
     }
 
+    /// Runs `op`, which changes nothing, as one metadata operation. Unlike [`Shared::run`] it is
+    /// served after the engine failed too: a volume latched read-only stays readable.
+    fn look<T>(&self, op: impl FnOnce(&mut meta::Tx<'_, S>) -> Result<T>) -> Result<T> {
+        let mut meta = self.meta.lock();
+        let mut tx = meta::Tx::begin(&mut meta, &self.storage);
+        let result = op(&mut tx);
+        assert_eq!(tx.blocks_touched(), 0, "a look changed metadata");
+        tx.finish(result)
+    }
+
     /// Like [`Shared::run`], but retries once after a commit when the volume is out of space:
     /// blocks freed by transactions that were not durable yet become reusable by the commit.
     fn run_retrying<T>(&self, mut op: impl FnMut(&mut meta::Tx<'_, S>) -> Result<T>) -> Result<T> {
