@@ -465,3 +465,18 @@ fn a_failure_inside_a_long_append_leaves_a_replayable_log() {
         assert_stored(&after, dir, dim, &probes);
     }
 }
+
+/// Goal: ids a caller gave may take the top of the id space, and an insert that asks the service
+/// to assign ids past them is refused, not an overflow or a wrapped id (found by the `ioctl` fuzz
+/// target; its corpus keeps the input).
+#[test]
+fn assigning_ids_past_the_largest_is_refused() {
+    let volume = Volume::open(fresh_image());
+    let dir = volume.collection("ids", 2, Metric::L2, 2);
+    volume.vectors().insert(dir, Some(&[u64::MAX - 2]), vec![1.0, 2.0], Vec::new()).expect("an id near the top");
+    let assigned = volume.vectors().insert(dir, None, vec![3.0, 4.0], Vec::new()).expect("one id is left to assign");
+    assert_eq!(assigned, [u64::MAX - 1]);
+    let refused = volume.vectors().insert(dir, None, vec![5.0, 6.0], Vec::new());
+    assert!(matches!(refused, Err(VectorError::Invalid(_))), "{refused:?}");
+    volume.close();
+}

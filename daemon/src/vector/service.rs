@@ -255,7 +255,13 @@ impl<S: Storage> Vectors<S> {
                 ids.to_vec()
             }
             None => {
-                let first = open.next_id.fetch_add(count as u64, Ordering::AcqRel);
+                // Ids given earlier may have taken the top of the id space: assign only what fits.
+                let first = open
+                    .next_id
+                    .fetch_update(Ordering::AcqRel, Ordering::Acquire, |next| next.checked_add(count as u64))
+                    .map_err(|next| {
+                        VectorError::invalid(format!("no ids left to assign {count} vectors after {next}"))
+                    })?;
                 (first..first + count as u64).collect()
             }
         };
