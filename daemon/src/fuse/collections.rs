@@ -148,8 +148,10 @@ fn search<S: Storage>(vectors: &Vectors<S>, dir: u64, data: &[u8], range: bool) 
     }
     let filter_bytes = (request.filter_len as usize).next_multiple_of(8);
     let need_in = filter_bytes + nq * dim * 4;
-    let need_out = (nq * 4).next_multiple_of(8) + nq * k * size_of::<SearchResult>();
-    if nq == 0 || k == 0 || need_in > ioctl::PAYLOAD || need_out > ioctl::PAYLOAD {
+    // k comes from the caller: nq × k results can exceed usize.
+    let results_bytes = nq.checked_mul(k).and_then(|n| n.checked_mul(size_of::<SearchResult>()));
+    let need_out = results_bytes.map(|bytes| (nq * 4).next_multiple_of(8) + bytes);
+    if nq == 0 || k == 0 || need_in > ioctl::PAYLOAD || need_out.is_none_or(|n| n > ioctl::PAYLOAD) {
         return Err(invalid(format!(
             "{nq} queries with k = {k} do not fit one ioctl ({} bytes of payload); use the query files",
             ioctl::PAYLOAD
