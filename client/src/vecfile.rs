@@ -105,7 +105,14 @@ fn open(path: &Path) -> Result<(BufReader<File>, u64), VecFileError> {
 
 /// Reads an `.fvecs` file: `(dim, values)`.
 pub fn read_fvecs(path: &Path) -> Result<(usize, Vec<f32>), VecFileError> {
-    let (mut reader, len) = open(path)?;
+    let (reader, len) = open(path)?;
+    read_fvecs_from(reader, len, path)
+}
+
+/// Reads `.fvecs` contents of `len` bytes from `reader`; `path` only names them in errors. The
+/// reader behind [`read_fvecs`], public for the fuzz targets (`fuzz/`).
+#[doc(hidden)]
+pub fn read_fvecs_from(mut reader: impl Read, len: u64, path: &Path) -> Result<(usize, Vec<f32>), VecFileError> {
     if len == 0 {
         return Err(invalid(path, "holds no vectors (the file is empty)".to_owned()));
     }
@@ -199,7 +206,14 @@ struct NpyHeader {
 
 /// Reads a `.npy` file of a 2-D float32 (or float64, converted) array: `(dim, values)`.
 pub fn read_npy(path: &Path) -> Result<(usize, Vec<f32>), VecFileError> {
-    let (mut reader, len) = open(path)?;
+    let (reader, len) = open(path)?;
+    read_npy_from(reader, len, path)
+}
+
+/// Reads `.npy` contents of `len` bytes from `reader`; `path` only names them in errors. The
+/// reader behind [`read_npy`], public for the fuzz targets (`fuzz/`).
+#[doc(hidden)]
+pub fn read_npy_from(mut reader: impl Read, len: u64, path: &Path) -> Result<(usize, Vec<f32>), VecFileError> {
     let header = read_npy_header(&mut reader, len).map_err(|problem| invalid(path, problem))?;
     let data_bytes = (header.rows * header.dim) as u64 * header.dtype.size() as u64;
     let expected = header.data_offset + data_bytes;

@@ -14,7 +14,7 @@ use vexfs_daemon::errno::Errno;
 use vexfs_daemon::io::sim::SimStorage;
 use vexfs_daemon::vector::search::filter::Filter;
 use vexfs_daemon::vector::search::{self, Neighbor};
-use vexfs_daemon::vector::{CollectionSpec, VectorError, Vectors};
+use vexfs_daemon::vector::{CollectionSpec, VectorError, Vectors, ID_MAX};
 use vexfs_format::collection::{AttrValue, Attrs, Metric};
 use vexfs_format::fsck;
 use vexfs_format::inode::ROOT_INO;
@@ -468,4 +468,22 @@ fn a_failure_inside_a_long_append_leaves_a_replayable_log() {
             .collect();
         assert_stored(&after, dir, dim, &probes);
     }
+}
+
+/// Goal: ids a caller gave may take the top of the id space ([`ID_MAX`]), and an insert that asks
+/// the service to assign ids past them is refused, not an overflow or a wrapped id (found by the
+/// `ioctl` fuzz target; its corpus keeps the input); ids above the top are refused as given.
+#[test]
+fn assigning_ids_past_the_largest_is_refused() {
+    let volume = Volume::open(fresh_image());
+    let dir = volume.collection("ids", 2, Metric::L2, 2);
+    let above = volume.vectors().insert(dir, Some(&[u64::MAX - 2]), vec![1.0, 2.0], Vec::new());
+    assert!(matches!(above, Err(VectorError::Invalid(_))), "{above:?}");
+    volume.vectors().insert(dir, Some(&[ID_MAX - 1]), vec![1.0, 2.0], Vec::new()).expect("an id near the top");
+    let assigned = volume.vectors().insert(dir, None, vec![3.0, 4.0], Vec::new()).expect("one id is left to assign");
+    assert_eq!(assigned, [ID_MAX]);
+    let refused = volume.vectors().insert(dir, None, vec![5.0, 6.0], Vec::new());
+    assert!(matches!(refused, Err(VectorError::IdsExhausted { .. })), "{refused:?}");
+    assert_eq!(refused.unwrap_err().errno(), libc::ENOSPC);
+    volume.close();
 }
