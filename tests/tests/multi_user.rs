@@ -109,6 +109,16 @@ fn other_users_change_a_collection_only_as_its_mode_allows() {
     let dim = nobody.sh(&format!("getfattr --absolute-names --only-values -n user.vexfs.dim '{}'", demo.display()));
     assert_eq!(succeeded(&dim), "4");
 
+    // Receipts of the insert stream are read, so a writer without read permission cannot open
+    // it read-write; removing a collection is rmdir's rule (write on the parent).
+    let drop_box = mount.path().join("dropbox");
+    collection(&drop_box, 0, (0, 0), 0o733);
+    let script = format!("exec 3<>'{}'", drop_box.join(".vexfs-insert").display());
+    assert!(!nobody.sh(&script).success(), "opened the insert stream read-write without read permission");
+    let output = nobody.sh(&format!("rmdir '{}'", demo.display()));
+    assert!(!output.success() && output.stderr.contains("Permission denied"), "{output}");
+    assert_eq!(vectors(&demo), 1000);
+
     // A descriptor a privileged process opened grants nothing: on a 0700 collection, every
     // request of another user is refused by the service itself (the kernel checked no one).
     let private = mount.path().join("private");
@@ -252,6 +262,13 @@ fn query_files_are_private_to_their_maker() {
     let script = format!("echo '{{\"vector\": [1, 1, 1, 1]}}' > '{}/.vexfs-query/q'", hidden.display());
     let output = nobody.sh(&script);
     assert!(!output.success() && output.stderr.contains("Permission denied"), "{output}");
+    // Nor are its parameters readable, or even listed.
+    let output = nobody.sh(&format!("getfattr --absolute-names -n user.vexfs.dim '{}'", hidden.display()));
+    assert!(!output.success() && output.stderr.contains("Permission denied"), "{output}");
+    let listed = nobody.sh(&format!("getfattr --absolute-names -m - '{}'", hidden.display()));
+    assert!(listed.success() && !listed.stdout.contains("user.vexfs."), "{listed}");
+    let listed = succeeded(&nobody.sh(&format!("getfattr --absolute-names -m - '{}'", demo.display())));
+    assert!(listed.contains("user.vexfs.dim"), "{listed}");
     mount.unmount().expect("unmounting");
 }
 
