@@ -76,7 +76,10 @@ impl VectorSet<'_> {
         for (row, &sq_norm) in self.data.chunks_exact(self.dim).zip(self.sq_norms).take(16) {
             let computed = kernels::norm_squared(row);
             debug_assert!(
-                (computed - sq_norm).abs() <= 1e-4 * computed.abs().max(1.0) || computed.is_nan(),
+                // Equal covers rows of finite values whose squared norm overflows to infinity.
+                computed == sq_norm
+                    || (computed - sq_norm).abs() <= 1e-4 * computed.abs().max(1.0)
+                    || computed.is_nan(),
                 "sq_norms[i] = ‖row i‖²: {sq_norm} vs {computed}"
             );
         }
