@@ -49,19 +49,6 @@ const XATTR_NAMES: [&str; 3] = ["user.x", "user.y", "trusted.z"];
 
 type Handle = EngineHandle<Arc<SimStorage>>;
 
-/// Known engine defect, tolerated here until it is fixed: a crash can leave non-zero bytes past
-/// the end of a file in its last block (an in-place write that extended the file reached the
-/// device, the size change did not), and growing the file later shows them instead of zeros
-/// (`daemon/src/engine/data.rs`: the tail invariant of its header holds only without crashes).
-/// While true, the model ignores those bytes, from the crash until they are written over or
-/// truncated away; set it to false to reproduce (seed 2).
-const STALE_TAILS_TOLERATED: bool = true;
-
-/// `range` less `cut`: zero, one or two ranges.
-fn subtract(range: (usize, usize), cut: (usize, usize)) -> Vec<(usize, usize)> {
-    [(range.0, range.1.min(cut.0)), (range.0.max(cut.1), range.1)].into_iter().filter(|r| r.0 < r.1).collect()
-}
-
 /// One node of the model.
 #[derive(Clone, Debug, PartialEq, Eq)]
 enum Node {
@@ -70,7 +57,6 @@ enum Node {
         id: u64,
         data: Vec<u8>,
         xattrs: BTreeMap<String, Vec<u8>>,
-        stale: Vec<(usize, usize)>,
     },
     Dir {
         xattrs: BTreeMap<String, Vec<u8>>,
@@ -243,7 +229,7 @@ fn observe(handle: &Handle, path: &str, with_data: bool) -> Result<Option<Node>,
     } else {
         let size = attr.record.size as usize;
         let data = if with_data { read_all(handle, ino, size)? } else { vec![0; size] };
-        Node::File { id: 0, data, xattrs, stale: Vec::new() }
+        Node::File { id: 0, data, xattrs }
     }))
 }
 
@@ -307,14 +293,8 @@ impl Case {
         match (found, expected) {
             (None, None) => {}
             (Some(Node::Dir { xattrs }), Some(Node::Dir { xattrs: want })) if xattrs == *want => {}
-            (Some(Node::File { mut data, xattrs, .. }), Some(Node::File { id, data: want, xattrs: want_x, stale })) => {
+            (Some(Node::File { data, xattrs, .. }), Some(Node::File { id, data: want, xattrs: want_x })) => {
                 let known = !self.model.unknown.contains(id);
-                if STALE_TAILS_TOLERATED {
-                    for &(start, end) in stale {
-                        let (start, end) = (start.min(data.len()), end.min(data.len()));
-                        data[start..end].copy_from_slice(&want[start..end.min(want.len())]);
-                    }
-                }
                 if xattrs != *want_x || (known && data.len() != want.len()) {
                     self.fail(format!(
                         "{path:?}: engine has {} bytes and {xattrs:?}, model {} and {want_x:?}",
@@ -432,9 +412,7 @@ impl Case {
         if self.outcome(&format!("create {path:?}"), result, expected) {
             let id = self.model.next_id;
             self.model.next_id += 1;
-            self.model
-                .live
-                .insert(path.clone(), Node::File { id, data: Vec::new(), xattrs: BTreeMap::new(), stale: Vec::new() });
+            self.model.live.insert(path.clone(), Node::File { id, data: Vec::new(), xattrs: BTreeMap::new() });
             self.model.applied();
         }
         vec![path]
@@ -452,13 +430,12 @@ impl Case {
         let handle = self.handle();
         let result = resolve(&handle, &path).and_then(|ino| handle.write(ino, offset, &data)).map(|_| ());
         self.note(format!("write {path:?} {offset}+{len}: {result:?}"));
-        let Some(Node::File { id, data: contents, stale, .. }) = self.model.live.get_mut(&path) else { unreachable!() };
+        let Some(Node::File { id, data: contents, .. }) = self.model.live.get_mut(&path) else { unreachable!() };
         let id = *id;
         self.model.dirty_since_sync.insert(id);
         match result {
             Ok(()) => {
                 let end = offset as usize + len;
-                *stale = stale.iter().flat_map(|&range| subtract(range, (offset as usize, end))).collect();
                 if contents.len() < end {
                     contents.resize(end, 0);
                 }
@@ -479,16 +456,11 @@ impl Case {
         let handle = self.handle();
         let result = resolve(&handle, &path).and_then(|ino| handle.truncate(ino, size));
         self.note(format!("truncate {path:?} {size}: {result:?}"));
-        let Some(Node::File { id, data, stale, .. }) = self.model.live.get_mut(&path) else { unreachable!() };
+        let Some(Node::File { id, data, .. }) = self.model.live.get_mut(&path) else { unreachable!() };
         let id = *id;
         self.model.dirty_since_sync.insert(id);
         match result {
             Ok(()) => {
-                if (size as usize) < data.len() {
-                    // Shrinking zeroes the new last block's tail and frees the blocks past it.
-                    stale.retain(|&(start, _)| start < size as usize);
-                    stale.iter_mut().for_each(|range| range.1 = range.1.min(size as usize));
-                }
                 data.resize(size as usize, 0);
                 self.model.applied();
             }
@@ -669,27 +641,15 @@ impl Case {
             ));
         };
         let mut tree = self.model.since_sync[index].clone();
-        let mut tails = Vec::new();
         for (path, node) in tree.iter_mut() {
-            if let (Node::File { id, data, stale, .. }, Some(Node::File { data: read, .. })) =
-                (&mut *node, found.get(path))
-            {
+            if let (Node::File { id, data, .. }, Some(Node::File { data: read, .. })) = (&mut *node, found.get(path)) {
                 let exact = !self.model.dirty_since_sync.contains(id) && !self.model.unknown.contains(id);
-                let differ = |at: &usize| data[*at] != read[*at] && !stale.iter().any(|r| (r.0..r.1).contains(at));
-                if let Some(at) = (0..data.len()).find(differ).filter(|_| exact) {
+                if let Some(at) = (0..data.len()).find(|&at| data[at] != read[at]).filter(|_| exact) {
                     self.fail(format!("after a crash byte {at} of {path:?} ({} bytes) differs", data.len()));
-                }
-                if !exact && STALE_TAILS_TOLERATED && read.len() % BLOCK_SIZE != 0 {
-                    tails.push((path.clone(), (read.len(), read.len().next_multiple_of(BLOCK_SIZE))));
                 }
                 // From here on the model holds what the volume holds.
                 *data = read.clone();
                 self.model.unknown.remove(id);
-            }
-        }
-        for (path, tail) in tails {
-            if let Some(Node::File { stale, .. }) = tree.get_mut(&path) {
-                stale.push(tail);
             }
         }
         self.model.live = tree;

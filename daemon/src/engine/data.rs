@@ -3,9 +3,14 @@
 //! A write never exposes blocks whose data is not on the device: new blocks are *reserved* (kept
 //! from other allocations, not yet in the bitmap), the data is written, and only then does one
 //! metadata operation claim them and insert the extents. A crash in between leaves the blocks free.
-//! Overwrites of allocated blocks go in place. Invariant: the bytes of a file's last block past
-//! the end of the file are zero on the device (truncate zeroes them), so growing a file never
-//! exposes old bytes.
+//! Overwrites of allocated blocks go in place.
+//!
+//! The bytes of a file's last block past its end are not trusted to be zero on the device: a
+//! crash can lose the size change of a write whose data reached the device, leaving its bytes
+//! past the end of file. So every way a file grows zeroes them first: a write that reads the
+//! block holding the old end zeroes its bytes past it in the staging buffer, and a write that
+//! starts beyond that block, a growing truncate and a growing preallocation zero them on the
+//! device ([`EngineHandle::zero_block_tail`]). Shrinking zeroes the new last block's tail too.
 
 use std::sync::Arc;
 
@@ -192,6 +197,7 @@ impl<S: Storage> EngineHandle<S> {
         }
         let lock = self.io_lock(ino);
         let _guard = lock.write();
+        self.zero_tail_before_gap(ino, offset)?;
         let mut done = 0u64;
         let mut blocks_changed = false;
         while done < data.len() as u64 {
@@ -333,6 +339,11 @@ impl<S: Storage> EngineHandle<S> {
             match piece.device_block(block) {
                 Some(device) if piece.holds_data() && block * BLOCK < old_size => {
                     self.shared.storage.read_batch(&mut [ReadOp { offset: device * BLOCK, buf: target }])?;
+                    // Past the old end the device may hold a lost write's bytes: they read zero.
+                    let valid = old_size - block * BLOCK;
+                    if valid < BLOCK {
+                        target[valid as usize..].fill(0);
+                    }
                 }
                 _ => target.fill(0),
             }
@@ -350,9 +361,8 @@ impl<S: Storage> EngineHandle<S> {
         let _guard = lock.write();
         let record = self.getattr(ino)?.record;
         regular(&record)?;
-        if size < record.size {
-            self.zero_block_tail(ino, size)?;
-        }
+        // Shrinking: the new last block's bytes past the new end; growing: the old one's.
+        self.zero_block_tail(ino, size.min(record.size))?;
         let now = self.shared.now();
         let keep = size.div_ceil(BLOCK);
         let free_from = if size < record.size { keep } else { record.size.div_ceil(BLOCK) };
@@ -377,6 +387,17 @@ impl<S: Storage> EngineHandle<S> {
                 return Ok(());
             }
         }
+    }
+
+    /// Before a write at `offset` that starts past the block holding the end of the file: that
+    /// block's bytes past the end are zeroed, as the write will not read (and clean) the block.
+    /// The caller holds the inode's data lock.
+    fn zero_tail_before_gap(&self, ino: u64, offset: u64) -> Result<()> {
+        let size = self.getattr(ino)?.record.size;
+        if offset / BLOCK > size / BLOCK {
+            self.zero_block_tail(ino, size)?;
+        }
+        Ok(())
     }
 
     /// Zeroes the bytes of the block holding `size` from `size` on, if that block holds data.
@@ -418,6 +439,12 @@ impl<S: Storage> EngineHandle<S> {
     fn preallocate(&self, ino: u64, offset: u64, end: u64, keep_size: bool) -> Result<()> {
         let lock = self.io_lock(ino);
         let _guard = lock.write();
+        if !keep_size {
+            let size = self.getattr(ino)?.record.size;
+            if end > size {
+                self.zero_block_tail(ino, size)?;
+            }
+        }
         let first = offset / BLOCK;
         let last = end.div_ceil(BLOCK);
         let now = self.shared.now();
