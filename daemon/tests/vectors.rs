@@ -244,6 +244,16 @@ fn bad_input_is_refused_and_stores_nothing() {
     assert!(err(v.knn(dir, &[1.0; 4], 1 << 40, None).unwrap_err()).contains("k = "));
     assert!(matches!(v.knn(plain, &[1.0; 4], 1, None).unwrap_err(), VectorError::NotCollection(_)));
     assert_eq!(v.stats(dir).unwrap().vectors, 0, "a refused insert stored something");
+    // Finite values too large to square: refused where they would be scored as they are (their
+    // distances would be infinite or NaN); cosine normalises them first.
+    v.insert(dir, None, vec![1e30, 1e30, 0.0, 0.0], Vec::new()).expect("a cosine row is normalised");
+    let l2 = volume.collection("l2", 2, Metric::L2, 0);
+    let huge = vec![1.0, 1.0, 3e19, 0.0];
+    assert!(
+        err(v.insert(l2, None, huge.clone(), Vec::new()).unwrap_err()).contains("vector 1: its squared norm overflows")
+    );
+    assert!(err(v.knn(l2, &huge, 1, None).unwrap_err()).contains("query 1: its squared norm overflows"));
+    assert_eq!(v.stats(l2).unwrap().vectors, 0, "a refused insert stored something");
 }
 
 #[test]

@@ -111,6 +111,9 @@ struct Part {
     sq_norms: Vec<f32>,
     /// The index in the batch of the first value that is not finite, if any.
     bad: Option<usize>,
+    /// The first row whose values are finite but whose squared norm is not (its distances would
+    /// be infinite or NaN), if any.
+    too_large: Option<usize>,
 }
 
 /// An open collection.
@@ -303,6 +306,9 @@ impl<S: Storage> Vectors<S> {
         })?;
         if let Some(bad) = parts.iter().filter_map(|(_, part)| part.bad).min() {
             return Err(non_finite(&batch, dim, bad));
+        }
+        if let Some(row) = parts.iter().filter_map(|(_, part)| part.too_large).min() {
+            return Err(too_large("vector", row));
         }
         self.on_owned_shards(open, parts, move |shard, writer, (batch, part)| {
             if part.ids.is_empty() {
@@ -516,6 +522,12 @@ impl<S: Storage> Vectors<S> {
                 bad % dim,
                 queries[bad]
             )));
+        }
+        // Cosine queries are normalised in f64 below; the others are scored as they are.
+        if open.record.metric != Metric::Cosine {
+            if let Some(i) = queries.chunks_exact(dim).position(|q| !kernels::norm_squared(q).is_finite()) {
+                return Err(too_large("query", i));
+            }
         }
         let mut queries = queries.to_vec();
         if open.record.metric == Metric::Cosine {
@@ -740,7 +752,8 @@ fn assign_ids(next_id: &AtomicU64, count: u64) -> Result<u64, VectorError> {
 }
 
 /// Fills `part.sq_norms` with the squared norms of its rows of `batch`, or sets `part.bad` to the
-/// first value that is not finite.
+/// first value that is not finite, or `part.too_large` to the first row whose squared norm
+/// overflows.
 fn measure_rows(batch: &[f32], dim: usize, part: &mut Part) {
     part.sq_norms.reserve_exact(part.rows.len());
     for &row in &part.rows {
@@ -749,13 +762,22 @@ fn measure_rows(batch: &[f32], dim: usize, part: &mut Part) {
         // A finite norm proves every value finite; a non-finite one may also come from large
         // finite values whose squares overflow, so look.
         if !sq_norm.is_finite() {
-            if let Some(at) = values.iter().position(|v| !v.is_finite()) {
-                part.bad = Some(row as usize * dim + at);
-                return;
+            match values.iter().position(|v| !v.is_finite()) {
+                Some(at) => part.bad = Some(row as usize * dim + at),
+                None => part.too_large = Some(row as usize),
             }
+            return;
         }
         part.sq_norms.push(sq_norm);
     }
+}
+
+/// A vector or query whose values are finite but too large to square: its distances would be
+/// infinite or NaN.
+fn too_large(what: &str, index: usize) -> VectorError {
+    VectorError::invalid(format!(
+        "{what} {index}: its squared norm overflows float32 (the sum of its squared values must stay below 3.4e38)"
+    ))
 }
 
 fn non_finite(batch: &[f32], dim: usize, bad: usize) -> VectorError {
