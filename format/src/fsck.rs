@@ -203,8 +203,35 @@ impl Claims {
         Ok(())
     }
 
-    fn is_claimed(&self, block: u64) -> bool {
-        self.bits[(block / 64) as usize] & (1 << (block % 64)) != 0
+    /// Blocks `first..first + 64` (`first` a multiple of 64) as a word, bit i for block
+    /// `first + i`: claimed, or past the volume (which the bitmap marks used).
+    fn word(&self, first: u64) -> u64 {
+        debug_assert!(first.is_multiple_of(64));
+        let claimed = self.bits.get((first / 64) as usize).copied().unwrap_or(0);
+        let inside = self.block_count.saturating_sub(first).min(64);
+        let past = if inside == 64 { 0 } else { u64::MAX << inside };
+        claimed | past
+    }
+}
+
+// Bitmap blocks cover whole words of claims.
+const _: () = assert!(BITS_PER_BITMAP_BLOCK.is_multiple_of(64));
+
+/// Blocks of one bitmap block where the bitmap and the claims disagree one way: how many, and the
+/// first.
+#[derive(Default)]
+struct Disagreement {
+    count: u64,
+    first: Option<u64>,
+}
+
+impl Disagreement {
+    /// Adds the blocks set in `bits`, bit i being block `first + i`.
+    fn add(&mut self, first: u64, bits: u64) {
+        if bits != 0 {
+            self.count += u64::from(bits.count_ones());
+            self.first.get_or_insert(first + u64::from(bits.trailing_zeros()));
+        }
     }
 }
 
@@ -911,32 +938,25 @@ fn check_bitmap<E>(
             report.format_error(&error, None);
             continue;
         }
-        let bits = bitmap::bits(&page);
-        let (mut unmarked, mut leaked) = (Vec::new(), Vec::new());
-        for bit in 0..BITS_PER_BITMAP_BLOCK {
-            let block = index * BITS_PER_BITMAP_BLOCK + bit;
-            let used = bitmap::get(bits, bit as usize);
-            let expected = block >= layout.block_count || claims.is_claimed(block);
-            free += u64::from(!used);
-            match (used, expected) {
-                (false, true) => unmarked.push(block),
-                (true, false) => leaked.push(block),
-                _ => {}
-            }
+        // Compared 64 blocks at a time: a bitmap word (bit i of byte j is block 8j + i) against
+        // the same blocks' claims.
+        let (mut unmarked, mut leaked) = (Disagreement::default(), Disagreement::default());
+        for (word, bytes) in bitmap::bits(&page).chunks_exact(8).enumerate() {
+            let first = index * BITS_PER_BITMAP_BLOCK + 64 * word as u64;
+            let used = u64::from_le_bytes(bytes.try_into().expect("8 bytes"));
+            let expected = claims.word(first);
+            free += u64::from((!used).count_ones());
+            unmarked.add(first, expected & !used);
+            leaked.add(first, used & !expected);
         }
-        if !unmarked.is_empty() {
-            report.problem(
-                Some(addr.0),
-                None,
-                format!("{} blocks in use are marked free (first: {})", unmarked.len(), unmarked[0]),
-            );
+        if let Some(first) = unmarked.first {
+            let count = unmarked.count;
+            report.problem(Some(addr.0), None, format!("{count} blocks in use are marked free (first: {first})"));
         }
-        if !leaked.is_empty() {
-            report.problem(
-                Some(addr.0),
-                None,
-                format!("{} blocks are marked in use but nothing references them (first: {})", leaked.len(), leaked[0]),
-            );
+        if let Some(first) = leaked.first {
+            let count = leaked.count;
+            let what = format!("{count} blocks are marked in use but nothing references them (first: {first})");
+            report.problem(Some(addr.0), None, what);
         }
     }
     report.stats.free_blocks = free;
@@ -1021,5 +1041,33 @@ mod tests {
         image[bitmap_at] ^= 1;
         let report = run(&image);
         assert!(report.problems.iter().any(|p| p.block == Some(layout.bitmap_start.0)), "{:?}", report.problems);
+    }
+
+    /// Goal: the bitmap and the claims are compared block by block, whole words at a time: each
+    /// disagreement is counted and the first named, and blocks past the volume count as used.
+    #[test]
+    fn bitmap_disagreements_are_counted_and_the_first_named() {
+        let size = 32u64 << 20;
+        let layout = Layout::for_size(size).unwrap();
+        let used = layout.first_free.0;
+        let mut image = fresh(size);
+        let bits_at = layout.bitmap_start.byte_offset() as usize + crate::block::META_HEADER_SIZE;
+        // Two used blocks marked free (0 and 9), three unreferenced blocks marked used (one in the
+        // same word as `used`, two words further on).
+        for (block, set) in [(0, false), (9, false), (used + 1, true), (used + 130, true), (used + 131, true)] {
+            let (byte, bit) = (bits_at + (block / 8) as usize, block % 8);
+            image[byte] = if set { image[byte] | 1 << bit } else { image[byte] & !(1 << bit) };
+        }
+        crate::block::seal(&mut image[layout.bitmap_start.byte_offset() as usize..][..BLOCK_SIZE], 0);
+        let report = run(&image);
+        let texts: Vec<&str> = report.problems.iter().map(|p| p.what.as_str()).collect();
+        let free = "2 blocks in use are marked free (first: 0)".to_string();
+        let leaked = format!("3 blocks are marked in use but nothing references them (first: {})", used + 1);
+        assert!(texts.contains(&free.as_str()) && texts.contains(&leaked.as_str()), "{texts:?}");
+
+        let claims = Claims::new(100);
+        assert_eq!(claims.word(64), u64::MAX << 36, "blocks 100..128 lie past the volume");
+        assert_eq!(claims.word(128), u64::MAX);
+        assert_eq!(claims.word(0), 0);
     }
 }
