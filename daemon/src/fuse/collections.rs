@@ -1,6 +1,7 @@
-//! The collection ioctls of `client/include/vexfs.h` on a collection directory: each is decoded
-//! from its wire struct, becomes one call to the collection service with the caller's
-//! credentials, and is encoded back. Checks and defaults are the service's.
+//! The collection ioctls of `client/include/vexfs.h` on a collection directory. Each is decoded
+//! from its wire struct ([`decode`], pure: every size, count, offset and flag checked), becomes
+//! one call to the collection service with the caller's credentials, and its answer is encoded
+//! back into the struct. Checks of meaning and defaults are the service's.
 
 use vexfs_format::ioctl::{self, Create, Delete, Insert, Search, SearchResult, Stats, TextHit, TextSearch};
 use zerocopy::{FromBytes, FromZeros, IntoBytes};
@@ -40,7 +41,43 @@ fn text_field(bytes: &[u8], what: &str) -> Result<String, i32> {
     std::str::from_utf8(bytes).map(str::to_owned).map_err(|_| invalid(format!("the {what} is not UTF-8")))
 }
 
-/// Answers a VexFS ioctl on directory `dir`; None when `cmd` is not one of ours.
+/// A collection ioctl decoded from its wire struct, with the struct where the answer is written
+/// into it.
+pub enum Decoded {
+    Create(CreateRequest),
+    Insert(Box<Insert>, InsertRequest),
+    Search(Box<Search>, SearchRequest),
+    Stats,
+    SearchText(Box<TextSearch>, TextQuery),
+    Delete(Box<Delete>, bool),
+    Sync,
+}
+
+/// A text search as its ioctl asks it.
+pub struct TextQuery {
+    pub text: String,
+    pub k: usize,
+    pub filter: Option<String>,
+}
+
+/// Decodes the ioctl `cmd`'s request from `data`; None when `cmd` is not one of ours. Pure: every
+/// size, count, offset and flag is checked here before anything is called.
+pub fn decode(cmd: u32, data: &[u8]) -> Option<Result<Decoded, i32>> {
+    Some(match cmd {
+        ioctl::IOC_CREATE => decode_create(data).map(Decoded::Create),
+        ioctl::IOC_INSERT => decode_insert(data).map(|(raw, insert)| Decoded::Insert(raw, insert)),
+        ioctl::IOC_KNN => decode_search(data, false).map(|(raw, search)| Decoded::Search(raw, search)),
+        ioctl::IOC_RANGE => decode_search(data, true).map(|(raw, search)| Decoded::Search(raw, search)),
+        ioctl::IOC_STATS => Ok(Decoded::Stats),
+        ioctl::IOC_SEARCH_TEXT => decode_search_text(data).map(|(raw, query)| Decoded::SearchText(raw, query)),
+        ioctl::IOC_DELETE => decode_delete(data).map(|(raw, sync)| Decoded::Delete(raw, sync)),
+        ioctl::IOC_SYNC => Ok(Decoded::Sync),
+        _ => return None,
+    })
+}
+
+/// Answers a VexFS ioctl on directory `dir`: decode, one call to the collection service with the
+/// caller's credentials, encode. None when `cmd` is not one of ours.
 pub fn ioctl<S: Storage>(
     service: &Collections<S>,
     caller: &Caller,
@@ -49,20 +86,33 @@ pub fn ioctl<S: Storage>(
     data: &[u8],
     interrupt: &Interrupt,
 ) -> Option<IoctlResult> {
-    Some(match cmd {
-        ioctl::IOC_CREATE => create(service, caller, dir, data),
-        ioctl::IOC_INSERT => insert(service, caller, dir, data),
-        ioctl::IOC_KNN => search(service, caller, dir, data, false),
-        ioctl::IOC_RANGE => search(service, caller, dir, data, true),
-        ioctl::IOC_STATS => stats(service, caller, dir, interrupt),
-        ioctl::IOC_SEARCH_TEXT => search_text(service, caller, dir, data, interrupt),
-        ioctl::IOC_DELETE => delete(service, caller, dir, data),
-        ioctl::IOC_SYNC => service.sync(caller, dir, interrupt).map(|()| Vec::new()).map_err(fail),
-        _ => return None,
-    })
+    Some(decode(cmd, data)?.and_then(|decoded| match decoded {
+        Decoded::Create(new) => service.create(caller, dir, &new).map(|_| Vec::new()).map_err(fail),
+        Decoded::Insert(mut raw, insert) => {
+            let assigned = service.insert(caller, dir, insert).map_err(fail)?;
+            raw.first_id = assigned.first().copied().unwrap_or(0);
+            Ok(raw.as_bytes().to_vec())
+        }
+        Decoded::Search(raw, search) => {
+            let results = service.search(caller, dir, &search).map_err(fail)?;
+            Ok(encode_results(raw, search.k, &results))
+        }
+        Decoded::Stats => stats(service, caller, dir, interrupt),
+        Decoded::SearchText(raw, query) => {
+            let hits = service
+                .search_text(caller, dir, &query.text, query.k, query.filter.as_deref(), interrupt)
+                .map_err(fail)?;
+            Ok(encode_hits(raw, &hits))
+        }
+        Decoded::Delete(mut raw, sync) => {
+            raw.deleted = service.delete(caller, dir, &raw.ids[..raw.count as usize], sync).map_err(fail)?;
+            Ok(raw.as_bytes().to_vec())
+        }
+        Decoded::Sync => service.sync(caller, dir, interrupt).map(|()| Vec::new()).map_err(fail),
+    }))
 }
 
-fn create<S: Storage>(service: &Collections<S>, caller: &Caller, dir: u64, data: &[u8]) -> IoctlResult {
+fn decode_create(data: &[u8]) -> Result<CreateRequest, i32> {
     let request: Create = parse(data)?;
     if request.reserved != [0; 5] || request.flags & !ioctl::CREATE_TEXT != 0 {
         return Err(invalid("reserved fields or unknown flags are set".to_owned()));
@@ -76,12 +126,11 @@ fn create<S: Storage>(service: &Collections<S>, caller: &Caller, dir: u64, data:
     } else {
         None
     };
-    let new = CreateRequest { dim: request.dim, metric: request.metric, shards: request.shards, text };
-    service.create(caller, dir, &new).map(|_| Vec::new()).map_err(fail)
+    Ok(CreateRequest { dim: request.dim, metric: request.metric, shards: request.shards, text })
 }
 
-fn insert<S: Storage>(service: &Collections<S>, caller: &Caller, dir: u64, data: &[u8]) -> IoctlResult {
-    let mut request: Insert = parse(data)?;
+fn decode_insert(data: &[u8]) -> Result<(Box<Insert>, InsertRequest), i32> {
+    let request: Box<Insert> = Box::new(parse(data)?);
     if request.flags & !(ioctl::INSERT_IDS | ioctl::INSERT_SYNC) != 0 {
         return Err(invalid(format!("unknown insert flags {:#x}", request.flags)));
     }
@@ -106,14 +155,12 @@ fn insert<S: Storage>(service: &Collections<S>, caller: &Caller, dir: u64, data:
         (None, floats(&request.payload[..need]))
     };
     let sync = request.flags & ioctl::INSERT_SYNC != 0;
-    let batch = InsertRequest { dim: request.dim, ids, values, attrs: Vec::new(), sync };
-    let assigned = service.insert(caller, dir, batch).map_err(fail)?;
-    request.first_id = assigned.first().copied().unwrap_or(0);
-    Ok(request.as_bytes().to_vec())
+    let insert = InsertRequest { dim: request.dim, ids, values, attrs: Vec::new(), sync };
+    Ok((request, insert))
 }
 
-fn search<S: Storage>(service: &Collections<S>, caller: &Caller, dir: u64, data: &[u8], range: bool) -> IoctlResult {
-    let mut request: Search = parse(data)?;
+fn decode_search(data: &[u8], range: bool) -> Result<(Box<Search>, SearchRequest), i32> {
+    let request: Box<Search> = Box::new(parse(data)?);
     let (nq, k, dim) = (request.nq as usize, request.k as usize, request.dim as usize);
     if k == 0 {
         return Err(invalid("k = 0: ask for at least one result".to_owned()));
@@ -136,9 +183,15 @@ fn search<S: Storage>(service: &Collections<S>, caller: &Caller, dir: u64, data:
     let queries = floats(&request.payload[filter_bytes..need_in.unwrap_or(0)]);
     let radius = range.then_some(request.radius);
     let search = SearchRequest { dim: request.dim, queries, k, radius, filter };
-    let results = service.search(caller, dir, &search).map_err(fail)?;
-    request.payload.fill(0);
-    let (counts, rest) = request.payload.split_at_mut((nq * 4).next_multiple_of(8));
+    Ok((request, search))
+}
+
+/// The results of `raw`'s queries written into its payload: a count per query, then k slots per
+/// query. `decode_search` checked that they fit.
+fn encode_results(mut raw: Box<Search>, k: usize, results: &[Vec<crate::vector::search::Neighbor>]) -> Vec<u8> {
+    let nq = raw.nq as usize;
+    raw.payload.fill(0);
+    let (counts, rest) = raw.payload.split_at_mut((nq * 4).next_multiple_of(8));
     for (i, found) in results.iter().enumerate().take(nq) {
         counts[i * 4..i * 4 + 4].copy_from_slice(&(found.len().min(k) as u32).to_le_bytes());
         for (j, n) in found.iter().enumerate().take(k) {
@@ -147,17 +200,11 @@ fn search<S: Storage>(service: &Collections<S>, caller: &Caller, dir: u64, data:
             rest[at..at + size_of::<SearchResult>()].copy_from_slice(result.as_bytes());
         }
     }
-    Ok(request.as_bytes().to_vec())
+    raw.as_bytes().to_vec()
 }
 
-fn search_text<S: Storage>(
-    service: &Collections<S>,
-    caller: &Caller,
-    dir: u64,
-    data: &[u8],
-    interrupt: &Interrupt,
-) -> IoctlResult {
-    let mut request: TextSearch = parse(data)?;
+fn decode_search_text(data: &[u8]) -> Result<(Box<TextSearch>, TextQuery), i32> {
+    let request: Box<TextSearch> = Box::new(parse(data)?);
     let k = request.k as usize;
     if k == 0 || k > ioctl::TEXT_K_MAX {
         return Err(invalid(format!(
@@ -177,13 +224,19 @@ fn search_text<S: Storage>(
         0 => None,
         len => Some(text_field(&request.payload[filter_at..filter_at + len], "filter")?),
     };
-    let hits = service.search_text(caller, dir, &text, k, filter.as_deref(), interrupt).map_err(fail)?;
-    request.payload.fill(0);
-    request.count = 0;
+    Ok((request, TextQuery { text, k, filter }))
+}
+
+/// Text hits written into `raw`'s payload, as many as fit, each a [`TextHit`] header, the name
+/// and the snippet, padded to 8 bytes.
+fn encode_hits(mut raw: Box<TextSearch>, hits: &[crate::text::TextHit]) -> Vec<u8> {
+    raw.payload.fill(0);
+    raw.count = 0;
     let mut at = 0;
-    for hit in &hits {
+    for hit in hits {
         let name = &hit.name[..hit.name.len().min(u16::MAX as usize)];
         let snippet = hit.snippet.as_bytes();
+        let snippet = &snippet[..snippet.len().min(u16::MAX as usize)];
         let header = TextHit {
             id: hit.id,
             ino: hit.ino,
@@ -192,32 +245,31 @@ fn search_text<S: Storage>(
             distance: hit.distance,
             chunk: hit.chunk,
             name_len: name.len() as u16,
-            snippet_len: snippet.len().min(u16::MAX as usize) as u16,
+            snippet_len: snippet.len() as u16,
             reserved: 0,
         };
         let len = (size_of::<TextHit>() + name.len() + snippet.len()).next_multiple_of(8);
         if at + len > ioctl::PAYLOAD {
             break;
         }
-        let out = &mut request.payload[at..at + len];
+        let out = &mut raw.payload[at..at + len];
         out[..size_of::<TextHit>()].copy_from_slice(header.as_bytes());
         out[size_of::<TextHit>()..][..name.len()].copy_from_slice(name);
         out[size_of::<TextHit>() + name.len()..][..snippet.len()].copy_from_slice(snippet);
         at += len;
-        request.count += 1;
+        raw.count += 1;
     }
-    Ok(request.as_bytes().to_vec())
+    raw.as_bytes().to_vec()
 }
 
-fn delete<S: Storage>(service: &Collections<S>, caller: &Caller, dir: u64, data: &[u8]) -> IoctlResult {
-    let mut request: Delete = parse(data)?;
+fn decode_delete(data: &[u8]) -> Result<(Box<Delete>, bool), i32> {
+    let request: Box<Delete> = Box::new(parse(data)?);
     let count = request.count as usize;
     if count == 0 || count > ioctl::DELETE_IDS {
         return Err(invalid(format!("delete of {count} ids: 1..={} per ioctl", ioctl::DELETE_IDS)));
     }
     let sync = request.flags & ioctl::INSERT_SYNC != 0;
-    request.deleted = service.delete(caller, dir, &request.ids[..count], sync).map_err(fail)?;
-    Ok(request.as_bytes().to_vec())
+    Ok((request, sync))
 }
 
 fn stats<S: Storage>(service: &Collections<S>, caller: &Caller, dir: u64, interrupt: &Interrupt) -> IoctlResult {
