@@ -7,7 +7,8 @@
 # Each target starts from its checked-in corpus (fuzz/corpus/TARGET, read only); inputs that
 # find new coverage go to fuzz/target/corpus-new/TARGET (see fuzz/README.md for folding them in).
 # Prints each target's executions and coverage from libFuzzer's final lines, and any crash with
-# the input that caused it (fuzz/artifacts/TARGET/). Exits 1 when a target found something.
+# the input that caused it (fuzz/artifacts/TARGET/), then a Markdown table of the runs (the one
+# docs/TESTING.md shows). Exits 1 when a target found something.
 #
 # Environment:
 #   VEXFS_FUZZ_SANITIZER  address (default) or none
@@ -68,6 +69,24 @@ for target in "${TARGETS[@]}"; do
         ls -1 "artifacts/$target" | sed 's/^/  artifact: fuzz\/artifacts\/'"$target"'\//'
     fi
 done
+
+# One Markdown row per target from libFuzzer's own final lines (docs/TESTING.md pastes these).
+echo
+echo "| target | seconds | executions | executions/s | coverage at the end | peak RSS (MB) | result |"
+echo "|---|---|---|---|---|---|---|"
+for target in "${TARGETS[@]}"; do
+    log="$LOG_DIR/$target.log"
+    runs=$(sed -n 's/^Done \([0-9]*\) runs in \([0-9]*\) second.*/\1 \2/p' "$log" | tail -n 1)
+    rate=$(sed -n 's/^stat::average_exec_per_sec:[[:space:]]*//p' "$log" | tail -n 1)
+    rss=$(sed -n 's/^stat::peak_rss_mb:[[:space:]]*//p' "$log" | tail -n 1)
+    cov=$(grep -E '^#[0-9]+[[:space:]]+DONE' "$log" | tail -n 1 | sed -E 's/.*(cov: [0-9]+ ft: [0-9]+ corp: [^ ]+).*/\1/')
+    result="no finding"
+    if printf '%s\n' "${FAILED[@]}" | grep -qx "$target"; then
+        result="FINDING"
+    fi
+    echo "| \`$target\` | ${runs#* } | ${runs% *} | $rate | $cov | $rss | $result |"
+done
+echo
 
 if [ "${#FAILED[@]}" -ne 0 ]; then
     echo "fuzz: findings in ${FAILED[*]}" >&2

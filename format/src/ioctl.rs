@@ -237,11 +237,13 @@ impl BatchHeader {
         self.flags.get() & BATCH_FLAG_IDS != 0
     }
 
-    /// The whole batch's length in bytes, header included.
+    /// The whole batch's length in bytes, header included; `u64::MAX` for a count and dimension
+    /// whose product does not fit (far past any limit).
     pub fn batch_len(&self) -> u64 {
         let ids = if self.with_ids() { 8 } else { 0 };
+        // At most 8 + 4 × (2³² − 1): fits.
         let row = ids + 4 * u64::from(self.dim.get());
-        size_of::<BatchHeader>() as u64 + u64::from(self.count.get()) * row
+        u64::from(self.count.get()).saturating_mul(row).saturating_add(size_of::<BatchHeader>() as u64)
     }
 }
 
@@ -305,5 +307,9 @@ mod tests {
         assert!(BatchHeader::parse(&expected[..31]).unwrap_err().contains("32 bytes"));
         let huge = BatchHeader::new(65_536, 4096, false);
         assert!(BatchHeader::parse(huge.as_bytes()).unwrap_err().contains("at most 1 GiB"));
+        // A count and dimension whose product passes u64 (found by the insert_stream target).
+        let beyond = BatchHeader::new(u32::MAX, u32::MAX, true);
+        assert_eq!(beyond.batch_len(), u64::MAX);
+        assert!(BatchHeader::parse(beyond.as_bytes()).unwrap_err().contains("at most 1 GiB"));
     }
 }
